@@ -1,0 +1,131 @@
+"""One run's configuration: a flat dataclass with documented fields (CleanRL style), and the typed
+per-model configs it builds (pythae style). `validate()` rejects bad values before any training."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MODELS = ("vae", "iwae", "lvae", "lae")
+DATASETS = ("mnist", "fashion-mnist", "digits")
+PREPROCESSING = ("dynamic", "static", "8bit")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message is one line naming the field."""
+
+
+@dataclass
+class RunConfig:
+    model: str = "lae"  # vae | iwae | lvae | lae
+    dataset: str = "mnist"  # mnist | fashion-mnist | digits
+    preprocessing: str = "dynamic"  # dynamic / static binarization (Bernoulli) or 8bit (discretized logistic)
+    latent_dim: int = 16  # D, dimension of z
+    encoder_depth: int = 1  # hidden layers of the encoder trunk g(x); 0 = linear encoder
+    decoder_depth: int | None = None  # hidden layers of the decoder; None mirrors encoder_depth
+    hidden: int = 256  # units per hidden layer (H, the feature dimension of g(x) when depth > 0)
+    step_size: float = 1e-4  # Langevin step size (ALD: on Phi; LVAE: on z); see lae.mala.ald_energy
+    n_chains: int = 1  # LAE: independent ALD chains on Phi
+    n_steps: int = 2  # T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)
+    mh: bool = True  # Metropolis-Hastings correction on (MALA) or off (unadjusted Langevin)
+    k: int = 5  # IWAE importance samples
+    epochs: int = 1
+    batch_size: int = 100
+    optimizer: str = "adam"  # adam (fused on CPU) | sgd
+    lr: float = 1e-3
+    seed: int = 0  # the only seed: parameters, minibatch order, binarization, Langevin noise
+    train_size: int | None = None  # use the first N training images (None: all)
+    val_size: int | None = None  # images carved from the end of the training set (None: dataset default)
+    device: str = "auto"  # auto | cpu | cuda
+    data_dir: str | None = field(default=None, metadata={"provenance": False})
+
+    @property
+    def likelihood(self) -> str:
+        return "logistic" if self.preprocessing == "8bit" else "bernoulli"
+
+    @property
+    def dec_depth(self) -> int:
+        return self.encoder_depth if self.decoder_depth is None else self.decoder_depth
+
+    def validate(self) -> "RunConfig":
+        for name, choices in (("model", MODELS), ("dataset", DATASETS), ("preprocessing", PREPROCESSING),
+                              ("optimizer", OPTIMIZERS), ("device", DEVICES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
+        for name in ("encoder_depth",) + (("decoder_depth",) if self.decoder_depth is not None else ()):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)!r}")
+        for name in ("step_size", "lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
+                raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
+        for name in ("train_size", "val_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every model shares: the networks and the likelihood."""
+    n_pixels: int
+    latent_dim: int = 16
+    encoder_depth: int = 1
+    decoder_depth: int = 1
+    hidden: int = 256
+    likelihood: str = "bernoulli"  # bernoulli | logistic | gaussian (tests: fixed noise_std)
+    noise_std: float = 1.0  # gaussian likelihood only
+
+
+@dataclass(frozen=True)
+class VAEConfig(ModelConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class IWAEConfig(ModelConfig):
+    k: int = 5  # importance samples in the bound
+
+
+@dataclass(frozen=True)
+class LVAEConfig(ModelConfig):
+    step_size: float = 1e-2  # MALA step on z (per data point)
+    n_steps: int = 2
+    mh: bool = True
+
+
+@dataclass(frozen=True)
+class LAEConfig(ModelConfig):
+    step_size: float = 1e-4  # ALD step on Phi
+    n_chains: int = 1
+    n_steps: int = 2
+    mh: bool = True
+
+
+def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
+    common = dict(n_pixels=n_pixels, latent_dim=run.latent_dim, encoder_depth=run.encoder_depth,
+                  decoder_depth=run.dec_depth, hidden=run.hidden, likelihood=run.likelihood)
+    if run.model == "vae":
+        return VAEConfig(**common)
+    if run.model == "iwae":
+        return IWAEConfig(**common, k=run.k)
+    if run.model == "lvae":
+        return LVAEConfig(**common, step_size=run.step_size, n_steps=run.n_steps, mh=run.mh)
+    return LAEConfig(**common, step_size=run.step_size, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh)

@@ -1,0 +1,111 @@
+"""The VAE family: a Gaussian encoder q(z|x) trained on the ELBO (VAE), the importance-weighted
+bound (IWAE, Burda et al. 2015), or the ELBO with the decoder trained on MALA-refined samples
+(Langevin-refined VAE, Hoffman 2017)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from . import mala
+from .config import IWAEConfig, LVAEConfig, ModelConfig
+from .likelihoods import LOG_2PI, log_prior
+from .models import LatentModel
+from .nets import mlp, trunk_dim
+
+
+class VAE(LatentModel):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        p, h, d = config.n_pixels, config.hidden, config.latent_dim
+        self.trunk = mlp(p, h, config.encoder_depth, None)
+        self.head = nn.Linear(trunk_dim(p, h, config.encoder_depth), 2 * d)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) = N(mu, diag(exp(logvar))): two (N, D) tensors."""
+        mu, logvar = self.head(self.trunk(x)).chunk(2, dim=-1)
+        return mu, logvar.clamp(-20.0, 10.0)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def _draw(self, mu, logvar, n, generator):
+        eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + (0.5 * logvar).exp() * eps, eps
+
+    def log_weights(self, x: torch.Tensor, k: int, generator) -> torch.Tensor:
+        """log p(x, z_j) - log q(z_j | x) for k draws z_j ~ q: (k, N) nats."""
+        mu, logvar = self.encode(x)
+        z, eps = self._draw(mu, logvar, k, generator)
+        log_q = -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
+        return self.log_joint(x, z) - log_q
+
+    def elbo(self, x: torch.Tensor, generator, decoder_params: dict | None = None) -> torch.Tensor:
+        """Single-sample ELBO with the analytic KL: (N,) nats. decoder_params overrides the decoder's
+        weights (the Langevin-refined VAE passes detached ones)."""
+        mu, logvar = self.encode(x)
+        z = self._draw(mu, logvar, 1, generator)[0][0]
+        out = self.decoder(z) if decoder_params is None else functional_call(self.decoder, decoder_params, (z,))
+        kl = 0.5 * (mu * mu + logvar.exp() - 1.0 - logvar).sum(-1)
+        return self.likelihood(x, out) - kl
+
+    def loss(self, x, generator):
+        elbo = self.elbo(x, generator)
+        return -elbo.mean(), {"elbo": elbo.mean().item()}
+
+    def posterior_samples(self, x, n, generator):
+        mu, logvar = self.encode(x)
+        return self._draw(mu, logvar, n, generator)[0]
+
+
+class IWAE(VAE):
+    config: IWAEConfig
+
+    def loss(self, x, generator):
+        log_w = self.log_weights(x, self.config.k, generator)
+        bound = torch.logsumexp(log_w, 0) - math.log(self.config.k)
+        return -bound.mean(), {"iwae_bound": bound.mean().item()}
+
+
+class LVAE(VAE):
+    """Encoder on the ELBO; decoder on -log p(x | z_T), z_T after n_steps MALA moves on z from q."""
+    config: LVAEConfig
+
+    def z_energy(self, x: torch.Tensor) -> mala.EnergyFn:
+        """Per-image energy -log p(x_i, z_i) on z (N, D): one MALA chain per image."""
+        def fn(z):
+            with torch.enable_grad():
+                z = z.detach().requires_grad_(True)
+                energy = -self.log_joint(x, z)
+                (g,) = torch.autograd.grad(energy.sum(), z)
+            return energy.detach(), g
+        return fn
+
+    def refine(self, x, z0, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n_steps MALA moves from z0 (N, D): (z_T, mean acceptance rate)."""
+        c = self.config
+        energy_fn = self.z_energy(x)
+        state = mala.init(z0.detach(), energy_fn)
+        rates = []
+        for _ in range(c.n_steps):
+            state, info = mala.step(generator, state, energy_fn, c.step_size, c.mh)
+            rates.append(info.acceptance_rate.mean())
+        return state.position, torch.stack(rates).mean()
+
+    def loss(self, x, generator):
+        detached = {k: v.detach() for k, v in self.decoder.named_parameters()}
+        elbo = self.elbo(x, generator, decoder_params=detached)
+        with torch.no_grad():
+            mu, logvar = self.encode(x)
+            z0 = self._draw(mu, logvar, 1, generator)[0][0]
+        z_t, rate = self.refine(x, z0, generator)
+        decoder_nll = -self.log_likelihood(x, z_t).mean()
+        return -elbo.mean() + decoder_nll, {"elbo": elbo.mean().item(), "accept": rate.item(),
+                                            "decoder_nll": decoder_nll.item()}
+
+    def posterior_samples(self, x, n, generator):
+        z0 = super().posterior_samples(x, n, generator).detach()  # (n, N, D)
+        z_t, _ = self.refine(x.expand(n, *x.shape).reshape(-1, x.shape[-1]), z0.reshape(-1, z0.shape[-1]), generator)
+        return z_t.reshape(z0.shape)

@@ -1,0 +1,154 @@
+"""The Langevin samplers draw from the right distribution: checked against the exact posterior of a
+linear-Gaussian model, and shown able to fail on the bugs of the public implementations."""
+import math
+
+import pytest
+import torch
+
+from lae import mala
+from lae.likelihoods import log_prior
+from lae.linear_gaussian import LinearGaussian
+
+P, D, N = 16, 2, 8  # pixels, latent_dim, batch: features g(x) = x have rank N <= P (Theorem 1)
+MEAN_Z_MAX = 4.5  # max |chain mean - exact mean| / Monte Carlo s.e. over N*D coordinates
+COV_REL_TOL = 0.10  # relative Frobenius error of the pooled posterior covariance
+
+
+def _setup(seed=0):
+    truth = LinearGaussian.random(P, D, noise_std=1.0, seed=seed)
+    x = truth.sample(N, torch.Generator().manual_seed(seed + 1)).float()
+    return truth, x
+
+
+def posterior_mismatch(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> tuple[float, float]:
+    """samples (C, S, N, D) from C independent chains. Returns (max z-score of the per-point means,
+    using the spread of per-chain averages as the s.e.; relative Frobenius error of the covariance)."""
+    samples = samples.double()
+    chain_means = samples.mean(1)  # (C, N, D): independent across chains
+    se = chain_means.std(0) / math.sqrt(samples.shape[0])
+    z = ((chain_means.mean(0) - mean) / se).abs().max().item()
+    centered = (samples - mean).reshape(-1, mean.shape[-1])
+    emp = centered.T @ centered / centered.shape[0]
+    return z, (torch.linalg.norm(emp - cov) / torch.linalg.norm(cov)).item()
+
+
+def ald_samples(truth: LinearGaussian, x, energy_noise_std=1.0, drop_prior=False, n_chains=64,
+                burn_in=400, n_samples=1500, step_size=2e-3, seed=0, kernel=None):
+    """Run the real LAE code path (model energy, ald_energy, MALA kernel) and collect
+    z = Phi g(x) along the chains: (C, S, N, D)."""
+    model = truth.with_noise(energy_noise_std).model("lae", n_chains=n_chains, step_size=step_size)
+    g = model.trunk(x)
+    energy_z = (lambda z: -model.log_likelihood(x, z).sum(-1)) if drop_prior else (lambda z: model.energy_z(x, z))
+    fn = mala.ald_energy(g, energy_z)
+    gen = torch.Generator().manual_seed(seed)
+    state = mala.init(model.phi, fn)
+    out, accept = [], []
+    for t in range(burn_in + n_samples):
+        state, info = (kernel or mala.step)(gen, state, fn, step_size, mh=True)
+        accept.append(info.acceptance_rate.mean().item())
+        if t >= burn_in:
+            out.append(torch.matmul(g, state.position.transpose(1, 2)))
+    return torch.stack(out, 1), sum(accept) / len(accept)
+
+
+def test_ald_matches_exact_posterior_of_every_point():
+    truth, x = _setup()
+    mean, cov = truth.posterior(x)
+    samples, accept = ald_samples(truth, x)
+    z, cov_err = posterior_mismatch(samples, mean, cov)
+    assert 0.3 < accept < 1.0
+    assert z < MEAN_Z_MAX, f"posterior means off by {z:.1f} s.e."
+    assert cov_err < COV_REL_TOL, f"posterior covariance off by {cov_err:.1%}"
+
+
+@pytest.mark.parametrize("bug", ["temperature", "no_prior"])
+def test_exactness_check_detects_wrong_target(bug):
+    """The same check fails for an energy at the wrong temperature (noise variance doubled) or
+    without the prior: the test can see the bugs the public implementations have."""
+    truth, x = _setup()
+    mean, cov = truth.posterior(x)
+    kwargs = {"energy_noise_std": math.sqrt(2.0)} if bug == "temperature" else {"drop_prior": True}
+    samples, _ = ald_samples(truth, x, **kwargs)
+    z, cov_err = posterior_mismatch(samples, mean, cov)
+    assert z > MEAN_Z_MAX or cov_err > COV_REL_TOL
+
+
+def _step_with_wrong_reverse(generator, state, energy_fn, step_size, mh=True):
+    """MALA whose reverse proposal mean uses the current point's gradient instead of the proposal's
+    (the seed course project's bug); otherwise the same as lae.mala.step."""
+    pos, energy, grad = state
+    noise = torch.randn(pos.shape, generator=generator)
+    prop = pos - step_size * grad + math.sqrt(2 * step_size) * noise
+    prop_energy, prop_grad = energy_fn(prop)
+    back = pos - prop + step_size * grad  # should be step_size * prop_grad
+    log_alpha = (energy - prop_energy - (back * back).sum((1, 2)) / (4 * step_size)
+                 + 0.5 * (noise * noise).sum((1, 2)))
+    accepted = torch.log(torch.rand(log_alpha.shape, generator=generator)) < log_alpha
+    m = accepted[:, None, None]
+    new = mala.MALAState(torch.where(m, prop, pos), torch.where(accepted, prop_energy, energy),
+                         torch.where(m, prop_grad, grad))
+    return new, mala.MALAInfo(log_alpha.clamp(max=0).exp(), accepted, new.energy, prop_energy)
+
+
+def test_exactness_check_detects_wrong_mh_reverse_proposal():
+    truth, x = _setup()
+    mean, cov = truth.posterior(x)
+    samples, _ = ald_samples(truth, x, kernel=_step_with_wrong_reverse)
+    z, cov_err = posterior_mismatch(samples, mean, cov)
+    assert z > MEAN_Z_MAX or cov_err > COV_REL_TOL
+
+
+def test_acceptance_tends_to_one_as_step_size_shrinks():
+    truth, x = _setup()
+    rates = [ald_samples(truth, x, n_chains=16, burn_in=0, n_samples=200, step_size=s)[1]
+             for s in (1e-5, 1e-4, 1e-3, 1e-2, 3e-2)]
+    assert rates[0] > 0.99
+    assert all(a >= b - 0.01 for a, b in zip(rates, rates[1:])), rates
+    assert rates[-1] < 0.5
+
+
+def test_lvae_mala_matches_exact_posterior():
+    """The Langevin-refined VAE's MALA step on z, one chain per image, from a bad initialisation."""
+    truth, x = _setup()
+    mean, cov = truth.posterior(x)
+    model = truth.model("lvae", step_size=0.1, n_steps=1, mh=True)
+    chains, burn_in, n_samples = 64, 200, 600
+    xs = x.repeat(chains, 1)  # (C * N, P): every copy is an independent chain
+    fn = model.z_energy(xs)
+    gen = torch.Generator().manual_seed(0)
+    state = mala.init(torch.zeros(chains * N, D), fn)
+    out = []
+    for t in range(burn_in + n_samples):
+        state, _ = mala.step(gen, state, fn, 0.1)
+        if t >= burn_in:
+            out.append(state.position.reshape(chains, N, D))
+    z, cov_err = posterior_mismatch(torch.stack(out, 1), mean, cov)
+    assert z < MEAN_Z_MAX and cov_err < COV_REL_TOL
+
+
+def test_ald_chains_are_batched_and_independent():
+    """Chains advance in one batched computation; chain c's trajectory does not depend on others."""
+    truth, x = _setup()
+    model = truth.model("lae", n_chains=3, step_size=1e-3)
+    g = model.trunk(x)
+    calls = []
+    base = mala.ald_energy(g, lambda z: model.energy_z(x, z))
+
+    def counting(phi):
+        calls.append(phi.shape)
+        return base(phi)
+
+    state = mala.init(model.phi, counting)
+    state, info = mala.step(torch.Generator().manual_seed(0), state, counting, 1e-3)
+    assert calls == [torch.Size([3, D, P])] * 2  # T steps cost T + 1 evaluations, all chains at once
+    energy_each = torch.stack([base(state.position[c:c + 1])[0][0] for c in range(3)])
+    torch.testing.assert_close(energy_each, info.energy)
+    assert info.acceptance_rate.shape == (3,)
+
+
+def test_prior_is_in_the_energy():
+    truth, x = _setup()
+    model = truth.model("lae", n_chains=1)
+    z = torch.randn(1, N, D)
+    expected = -(log_prior(z) + model.log_likelihood(x, z)).sum(-1)
+    torch.testing.assert_close(model.energy_z(x, z), expected)
