@@ -77,7 +77,7 @@ class LAE(LatentModel):
             weights[held, chains] += 1.0
         used = [s for s in range(c.n_steps + 1) if weights[s].any()]
         loss = sum((weights[s] * evals[s]).sum() for s in used) / (c.n_steps * c.n_chains * n)
-        self.phi.copy_(state.position)
+        self.phi = state.position  # rebind, not copy_: the graphs of the evaluations still hold the old Phi
         return loss, {"accept": accept}
 
     def representation(self, x):

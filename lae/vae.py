@@ -95,6 +95,10 @@ class LVAE(VAE):
         return state.position, torch.stack(rates).mean()
 
     def loss(self, x, generator):
+        """Training: -ELBO (encoder only) + -log p(x | z_T) (decoder only). Eval mode: -ELBO, so the
+        reported figure is comparable with the VAE's."""
+        if not self.training:
+            return super().loss(x, generator)
         detached = {k: v.detach() for k, v in self.decoder.named_parameters()}
         elbo = self.elbo(x, generator, decoder_params=detached)
         with torch.no_grad():
