@@ -37,6 +37,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: RunConfig | 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif f.name in ("decoder_depth", "train_size", "val_size"):
             parser.add_argument(flag, type=int, **kwargs)
+        elif f.name == "step_size":
+            parser.add_argument(flag, type=float, **kwargs)
         elif f.name == "data_dir":
             parser.add_argument(flag, type=str, **kwargs)
         else:

@@ -25,7 +25,7 @@ class RunConfig:
     encoder_depth: int = 1  # hidden layers of the encoder trunk g(x); 0 = linear encoder
     decoder_depth: int | None = None  # hidden layers of the decoder; None mirrors encoder_depth
     hidden: int = 256  # units per hidden layer (H, the feature dimension of g(x) when depth > 0)
-    step_size: float = 1e-4  # Langevin step size (ALD: on Phi; LVAE: on z); see lae.mala.ald_energy
+    step_size: float | None = None  # Langevin step size; None: the model's default (LAE 1e-4 on Phi, LVAE 1e-2 on z)
     n_chains: int = 1  # LAE: independent ALD chains on Phi
     n_steps: int = 2  # T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)
     mh: bool = True  # Metropolis-Hastings correction on (MALA) or off (unadjusted Langevin)
@@ -62,6 +62,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)!r}")
         for name in ("step_size", "lr"):
             v = getattr(self, name)
+            if v is None and name == "step_size":
+                continue
             if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
         for name in ("train_size", "val_size"):
@@ -127,5 +129,7 @@ def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
     if run.model == "iwae":
         return IWAEConfig(**common, k=run.k)
     if run.model == "lvae":
-        return LVAEConfig(**common, step_size=run.step_size, n_steps=run.n_steps, mh=run.mh)
-    return LAEConfig(**common, step_size=run.step_size, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh)
+        step = LVAEConfig.step_size if run.step_size is None else run.step_size
+        return LVAEConfig(**common, step_size=step, n_steps=run.n_steps, mh=run.mh)
+    step = LAEConfig.step_size if run.step_size is None else run.step_size
+    return LAEConfig(**common, step_size=step, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh)
