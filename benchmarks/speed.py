@@ -101,7 +101,7 @@ def measure(configs: dict[str, RunConfig], batches, rounds: int = 3, repeats: in
         peaks.append(matmul_rate(repeats=5))
         for name, step in steps.items():
             times[name].append(time_step(step, repeats=repeats, warmup=2))
-    peak = max(peaks)
+    peak = statistics.median(peaks)
     return {name: {"seconds": min(times[name]), "flops": flops[name], "peak": peak,
                    "batch": configs[name].batch_size} for name in steps}
 
