@@ -76,8 +76,10 @@ def new_model(config: RunConfig, n_pixels: int, device: torch.device) -> LatentM
 
 
 @torch.no_grad()
-def evaluate_loss(model: LatentModel, split: data_lib.Split, batch_size: int, generator, device) -> tuple[float, float]:
-    """Mean training objective over a split (nats per image) and mean acceptance, model in eval mode."""
+def evaluate_loss(model: LatentModel, split: data_lib.Split, batch_size: int, seed: int, device) -> tuple[float, float]:
+    """Mean training objective over a split (nats per image) and mean acceptance, model in eval mode.
+    The noise is re-seeded on every call, so successive epochs are compared with the same draws."""
+    generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()
     total, accept, n = 0.0, 0.0, 0
     for x, _ in data_lib.batches(split, batch_size, None, dynamic=False, shuffle=False):
@@ -102,15 +104,13 @@ def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bo
     opt = make_optimizer(config, model.parameters())
     dynamic = dataset.preprocessing == "dynamic"
     result = TrainResult(model, config)
-    eval_gen = torch.Generator(device=device)
-    eval_gen.manual_seed(config.seed + 1)
-    result.val_loss.append(evaluate_loss(model, dataset.val, config.batch_size, eval_gen, device)[0])
+    result.val_loss.append(evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)[0])
     start = time.perf_counter()
     n_batches = math.ceil(len(dataset.train.x) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
         bar = _progress(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
         total, accept, n = 0.0, 0.0, 0
-        batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
         for step, (x, _) in enumerate(data_lib.batches(dataset.train, config.batch_size, batch_gen, dynamic), 1):
             x = x.to(device, non_blocking=True)
             loss, stats = model.loss(x, gen)
@@ -130,7 +130,7 @@ def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bo
             bar.close()
         result.train_loss.append(total / n)
         result.accept.append(accept / n)
-        val, _ = evaluate_loss(model, dataset.val, config.batch_size, eval_gen, device)
+        val, _ = evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)
         if not math.isfinite(val):
             raise DivergenceError(epoch, n_batches, val)
         result.val_loss.append(val)
