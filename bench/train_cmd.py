@@ -16,7 +16,8 @@ HELP = {
     "decoder_depth": "hidden layers of the decoder (default: mirror the encoder)", "hidden": "units per hidden layer",
     "step_size": "Langevin step size (LAE: on Phi, halve it when doubling batch_size; LVAE: on z)",
     "n_chains": "LAE: independent ALD chains", "n_steps": "Langevin steps per minibatch (LAE) or refinement steps (LVAE)",
-    "mh": "Metropolis-Hastings correction", "k": "IWAE importance samples", "epochs": "training epochs",
+    "mh": "Metropolis-Hastings correction",
+    "target_accept": "LAE: adapt step_size while training toward this MH acceptance rate (default: fixed step)", "k": "IWAE importance samples", "epochs": "training epochs",
     "batch_size": "minibatch size", "optimizer": "optimizer", "lr": "learning rate",
     "seed": "the one seed (init, data order, binarization, Langevin noise)",
     "train_size": "use only the first N training images", "val_size": "validation images carved from the end of train",
@@ -37,7 +38,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: RunConfig | 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif f.name in ("decoder_depth", "train_size", "val_size"):
             parser.add_argument(flag, type=int, **kwargs)
-        elif f.name == "step_size":
+        elif f.name in ("step_size", "target_accept"):
             parser.add_argument(flag, type=float, **kwargs)
         elif f.name == "data_dir":
             parser.add_argument(flag, type=str, **kwargs)

@@ -29,6 +29,7 @@ class RunConfig:
     n_chains: int = 1  # LAE: independent ALD chains on Phi
     n_steps: int = 2  # T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)
     mh: bool = True  # Metropolis-Hastings correction on (MALA) or off (unadjusted Langevin)
+    target_accept: float | None = None  # LAE: adapt step_size while training toward this MH acceptance (None: fixed)
     k: int = 5  # IWAE importance samples
     epochs: int = 1
     batch_size: int = 100
@@ -66,6 +67,8 @@ class RunConfig:
                 continue
             if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
+        if self.target_accept is not None and not (0.0 < self.target_accept < 1.0):
+            raise ConfigError(f"target_accept must be in (0, 1); got {self.target_accept!r}")
         for name in ("train_size", "val_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -115,10 +118,11 @@ class LVAEConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class LAEConfig(ModelConfig):
-    step_size: float = 1e-4  # ALD step on Phi
+    step_size: float = 1e-4  # ALD step on Phi (the initial one when target_accept is set)
     n_chains: int = 1
     n_steps: int = 2
     mh: bool = True
+    target_accept: float | None = None  # adapt log step_size by Robbins-Monro while training (None: fixed)
 
 
 def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
@@ -132,4 +136,5 @@ def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
         step = LVAEConfig.step_size if run.step_size is None else run.step_size
         return LVAEConfig(**common, step_size=step, n_steps=run.n_steps, mh=run.mh)
     step = LAEConfig.step_size if run.step_size is None else run.step_size
-    return LAEConfig(**common, step_size=step, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh)
+    return LAEConfig(**common, step_size=step, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh,
+                     target_accept=run.target_accept)

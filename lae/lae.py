@@ -33,7 +33,15 @@ class LAE(LatentModel):
         bound = 1.0 / math.sqrt(self.n_features)  # nn.Linear's default initialisation, per chain
         phi = (torch.rand(config.n_chains, config.latent_dim, self.n_features) * 2 - 1) * bound
         self.register_buffer("phi", phi)
+        # The step size in use: config.step_size, or its adapted value when target_accept is set.
+        self.register_buffer("log_step_size", torch.tensor(math.log(config.step_size)))
         self._warned = False
+
+    @property
+    def step_size(self) -> float:
+        return math.exp(float(self.log_step_size))
+
+    ADAPT_RATE = 0.1  # Robbins-Monro gain on log step_size per minibatch
 
     def energy_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """V per chain: z (C, N, D) -> (C,) nats, summed over the N images."""
@@ -55,8 +63,9 @@ class LAE(LatentModel):
         energy_fn = mala.ald_energy(g, lambda z: self.energy_z(x, z), on_eval)
         state = mala.init(self.phi if phi is None else phi, energy_fn)
         infos = []
+        step_size = self.step_size
         for _ in range(c.n_steps):
-            state, info = mala.step(generator, state, energy_fn, c.step_size, c.mh)
+            state, info = mala.step(generator, state, energy_fn, step_size, c.mh)
             infos.append(info)
         return state, infos, g
 
@@ -78,7 +87,9 @@ class LAE(LatentModel):
         used = [s for s in range(c.n_steps + 1) if weights[s].any()]
         loss = sum((weights[s] * evals[s]).sum() for s in used) / (c.n_steps * c.n_chains * n)
         self.phi = state.position  # rebind, not copy_: the graphs of the evaluations still hold the old Phi
-        return loss, {"accept": accept}
+        if c.target_accept is not None:
+            self.log_step_size += self.ADAPT_RATE * (accept - c.target_accept)
+        return loss, {"accept": accept, "step_size": self.step_size}
 
     def representation(self, x):
         return torch.matmul(self.trunk(x), self.phi.mean(0).t())
@@ -91,8 +102,8 @@ class LAE(LatentModel):
         c = self.config
         energy_fn = mala.ald_energy(g, lambda z: self.energy_z(x, z))
         state = mala.init(self.phi.clone(), energy_fn)
-        out = []
+        out, step_size = [], self.step_size
         while len(out) * c.n_chains < n:
-            state, _ = mala.step(generator, state, energy_fn, c.step_size, c.mh)
+            state, _ = mala.step(generator, state, energy_fn, step_size, c.mh)
             out.append(torch.matmul(g, state.position.transpose(1, 2)))  # (C, N, D)
         return torch.cat(out)[:n]

@@ -71,3 +71,10 @@ def test_every_family_learns_on_real_mnist(model):
     result = fit(config, load_data(config))
     assert result.val_loss[-1] < result.val_loss[0] - 50, result.val_loss
     assert torch.isfinite(torch.tensor(result.train_loss)).all()
+
+
+def test_step_size_adaptation_moves_acceptance_toward_target():
+    fixed = fit(small("lae", step_size=3e-2, epochs=3))
+    adapted = fit(small("lae", step_size=3e-2, epochs=3, target_accept=0.6))
+    assert adapted.model.step_size < 3e-2 and fixed.model.step_size == pytest.approx(3e-2)
+    assert abs(adapted.accept[-1] - 0.6) < abs(fixed.accept[-1] - 0.6) - 0.1, (fixed.accept, adapted.accept)
