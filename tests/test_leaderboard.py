@@ -1,0 +1,93 @@
+"""Leaderboards: mean and t-interval over seeds, best per column, markdown, index page, figures, reproduce report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import leaderboard, store
+
+
+def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
+    """values: (variant, axis_value) -> list of test_loglik_ais per seed."""
+    trial = 0
+    for (variant, x), lls in values.items():
+        for seed, ll in zip(seeds, lls):
+            params = f'{{"point": "{variant} {x}", "seed": {seed}}}'
+            st = (status or {}).get((variant, x, seed), "complete")
+            store.write_row(results, {
+                "sweep": "toy", "study": "toy.default.mnist", "budget": "default", "trial": trial, "params": params,
+                "point": f"{variant} {x}", "variant": variant, "model": variant, "axis": "step_size",
+                "axis_value": math.nan if x is None else x, "status": st, "error": None if st == "complete" else "diverged",
+                "dataset": "mnist", "seed": seed, "epochs": 3, "batch_size": 100, "hidden": 256,
+                "test_loglik_ais": ll if st == "complete" else math.nan, "test_bpd_ais": -ll / 1000,
+                "val_loss": -ll, "train_seconds": 10.0 + trial, "git_commit": "abc", "torch_version": "2.13",
+                "optuna_version": "5.0", "threads": 2, "machine": "x86_64 test"})
+            trial += 1
+
+
+def test_mean_ci_matches_the_t_distribution():
+    mean, half, n = leaderboard.mean_ci([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3)
+    assert half == pytest.approx(4.302652729911275 * 1.0 / math.sqrt(3))  # t_{0.975, 2} * sd / sqrt(n)
+    assert leaderboard.mean_ci([5.0])[1] != leaderboard.mean_ci([5.0])[1]  # NaN: no interval from one seed
+    assert leaderboard.mean_ci([1.0, float("nan"), 3.0])[2] == 2
+    assert leaderboard.mean_ci([])[2] == 0
+
+
+def test_table_rows_best_marks_and_failed_counts(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100, -101, -102], ("lae", 1e-3): [-95, -96, -200],
+                          ("vae", None): [-99, -99.5, -100]},
+               status={("lae", 1e-3, 2): "fail"})
+    written = leaderboard.build(tmp_path, figures=True)
+    table = pd.read_csv(tmp_path / "leaderboards" / "toy.csv")
+    assert list(zip(table["variant"], table["axis_value"].fillna(-1))) == [("lae", 1e-4), ("lae", 1e-3), ("vae", -1)]
+    lae3 = table.iloc[1]
+    assert lae3["n_seeds"] == 2 and lae3["n_failed"] == 1  # the failed seed is counted, not averaged
+    assert lae3["test_loglik_ais_mean"] == pytest.approx(-95.5)
+    assert list(table["test_loglik_ais_best"]) == [False, True, False]  # higher is better
+    assert list(table["test_bpd_ais_best"]) == [False, True, False]  # lower is better (complete seeds only)
+    assert list(table["train_seconds_best"]) == [True, False, False]
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    assert "**-95.50 ± " in md and "| vae | — | 3 |" in md and "1 failed" in md and "diverged" in md
+    assert "toy.default.mnist" in md
+    index = (tmp_path / "leaderboards" / "README.md").read_text()
+    assert "[toy.md](toy.md)" in index and "| 9 |" in index
+    fig = tmp_path / "figures" / "toy" / "test_loglik_ais.png"
+    assert fig in written and fig.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_largest_budget_is_shown(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100, -101, -102]})
+    store.write_row(tmp_path, {"sweep": "toy", "study": "toy.smoke.mnist", "budget": "smoke", "trial": 0,
+                               "params": "x", "status": "complete", "dataset": "mnist"})
+    rows = store.read_rows(tmp_path, "toy")
+    assert leaderboard.pick_study(rows) == "toy.default.mnist"
+
+
+def test_compare_reports_identical_and_differing_metrics(tmp_path):
+    write_rows(tmp_path / "a", {("lae", 1e-4): [-100, -101, -102]})
+    write_rows(tmp_path / "b", {("lae", 1e-4): [-100, -101, -102.5]})
+    a, b = store.read_rows(tmp_path / "a"), store.read_rows(tmp_path / "b")
+    report, ok = leaderboard.compare(a, a.copy())
+    assert ok and "test_loglik_ais" in report and "match" in report
+    report, ok = leaderboard.compare(a, b)
+    assert not ok
+    line = next(ln for ln in report.splitlines() if ln.startswith("test_loglik_ais"))
+    assert "2/3" in line and "DIFFERS" in line and "0.5" in line
+    timing = next(ln for ln in report.splitlines() if ln.startswith("train_seconds"))
+    assert "timing" in timing
+
+
+def test_leaderboard_cli_rebuilds(tmp_path):
+    from conftest import bench_cli
+
+    write_rows(tmp_path, {("lae", 1e-4): [-100, -101, -102], ("lae", 1e-3): [-99, -98, -97]})
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "leaderboards" / "toy.md").exists() and not (tmp_path / "figures").exists()
+    bad = bench_cli("leaderboard", "nope", "--results", tmp_path)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "toy" in bad.stderr and "Traceback" not in bad.stderr
+    assert np.isfinite(pd.read_csv(tmp_path / "leaderboards" / "toy.csv")["test_loglik_ais_ci95"]).all()

@@ -1,0 +1,209 @@
+"""Sweeps end to end: the smoke sweep on real MNIST, specs, bad input, divergence, the tuning sweep."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import optuna
+import pandas as pd
+import pytest
+
+from bench import store, sweep
+from bench.errors import BenchError
+from conftest import bench_cli
+
+METRICS_REQUIRED = ["test_loglik_ais", "test_loglik_is", "test_elbo", "test_bpd_ais", "probe_acc",
+                    "gen_samples_per_s", "posterior_samples_per_s", "adv_acc_clean"] + \
+                   [f"adv_acc_{a}_{e:g}" for a in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2, 0.3)] + \
+                   ["eval_threads", "eval_seconds"]
+COLUMNS_REQUIRED = list(store.REQUIRED_COLUMNS) + METRICS_REQUIRED + ["python_version", "numpy_version", "machine"]
+
+
+def grid_keys(spec_path, budget="smoke"):
+    spec = sweep.load_spec(str(spec_path))
+    b = spec.budget(budget)
+    return {sweep.params_key({"point": p.label, "seed": s}) for p in spec.points(b) for s in b.seeds}
+
+
+@pytest.mark.slow
+def test_smoke_sweep_end_to_end_on_mnist(tmp_path):
+    """The real `ald_stepsize` smoke budget on real MNIST: one row per grid point with every required column and
+    every metric filled, leaderboards and figures written; a second run resumes and trains nothing."""
+    out = tmp_path / "results"
+    run = bench_cli("sweep", "ald_stepsize", "--budget", "smoke", "--results", out, "--dataset", "mnist")
+    assert run.returncode == 0, run.stderr
+    rows = store.read_rows(out, "ald_stepsize")
+    spec = sweep.load_spec("ald_stepsize")
+    assert set(rows["params"]) == grid_keys(spec.path)
+    assert len(rows) == len(spec.points(spec.budget("smoke")))
+    missing = [c for c in COLUMNS_REQUIRED if c not in rows.columns]
+    assert not missing, missing
+    assert (rows["status"] == "complete").all(), rows[["point", "error"]]
+    for col in METRICS_REQUIRED + ["val_loss", "train_seconds"]:
+        assert rows[col].notna().all() and all(math.isfinite(v) for v in rows[col]), col
+    lae = rows[rows["model"] == "lae"]
+    assert lae["mh_accept"].between(0, 1).all() and rows[rows["model"] == "vae"]["mh_accept"].isna().all()
+    assert (rows["schema_version"] == store.SCHEMA_VERSION).all()
+    assert set(rows["dataset"]) == {"mnist"} and set(rows["likelihood"]) == {"bernoulli"}
+    assert sorted(lae["step_size"]) == [1e-4, 1e-3]
+    for name in ("ald_stepsize.csv", "ald_stepsize.md", "README.md"):
+        assert (out / "leaderboards" / name).stat().st_size > 0
+    table = pd.read_csv(out / "leaderboards" / "ald_stepsize.csv")
+    assert len(table) == len(rows) and (table["n_seeds"] == 1).all()
+    assert (out / "figures" / "ald_stepsize" / "test_loglik_ais.png").stat().st_size > 1000
+    again = bench_cli("sweep", "ald_stepsize", "--budget", "smoke", "--results", out, "--dataset", "mnist")
+    assert again.returncode == 0 and " seed=" not in again.stdout  # nothing left to train
+    assert len(store.read_rows(out, "ald_stepsize", dedupe=False)) == len(rows)
+
+
+def test_every_committed_spec_loads_and_has_three_budgets():
+    names = sweep.spec_names()
+    for required in ("ald_stepsize", "chain_count", "latent_dim", "encoder_depth", "ald_stepsize_tune"):
+        assert required in names
+    for name in names:
+        spec = sweep.load_spec(name)
+        assert set(spec.budgets) == set(sweep.BUDGETS)
+        assert len(spec.budget("default").seeds) >= 3 or spec.kind == "tune"
+        if spec.kind == "grid":
+            models = {m["model"] for m in spec.models}
+            assert {"lae", "vae", "iwae", "lvae"} <= models, name
+    chain = sweep.load_spec("chain_count")
+    matched = [p for p in chain.points(chain.budget("default")) if p.model == "iwae"]
+    assert [p.overrides["k"] for p in matched] == list(chain.values)  # IWAE with k = n_chains
+
+
+def test_grid_sweep_records_every_point_once_and_a_divergence_as_failed(tiny_spec, tmp_path):
+    """A huge unadjusted step makes LAE's energy non-finite: that trial is 'fail' with its reason, the rest run."""
+    spec = tiny_spec(values=(1e-4, 1e2), mh=False)
+    summary = sweep.run_sweep(str(spec), "smoke", results=tmp_path / "r", progress=False)
+    rows = store.read_rows(tmp_path / "r", "tiny")
+    assert set(rows["params"]) == grid_keys(spec) and len(rows) == 6
+    bad = rows[rows["step_size"] == 1e2]
+    assert (bad["status"] == "fail").all() and bad["error"].str.contains("non-finite").all()
+    assert (rows[rows["step_size"] != 1e2]["status"] == "complete").all()
+    assert summary["trials"] == {"complete": 4, "fail": 2}
+    again = sweep.run_sweep(str(spec), "smoke", results=tmp_path / "r", progress=False)  # a failure is final
+    assert again["trials"] == summary["trials"]
+
+
+def test_tuning_sweep_uses_tpe_and_reports_each_epoch(tmp_path):
+    spec_path = tmp_path / "tune.toml"
+    spec_path.write_text("""
+description = "tune test"
+kind = "tune"
+dataset = "digits"
+[search.step_size]
+low = 1e-6
+high = 1e-2
+log = true
+[pruner]
+n_startup_trials = 2
+n_warmup_steps = 0
+[fixed]
+hidden = 64
+batch_size = 50
+latent_dim = 4
+[[models]]
+model = "lae"
+[budget.smoke]
+train_size = 300
+val_size = 100
+epochs = 2
+seeds = 1
+n_trials = 4
+metrics = "smoke"
+[budget.default]
+epochs = 2
+seeds = 1
+n_trials = 4
+metrics = "smoke"
+[budget.full]
+epochs = 2
+seeds = 1
+n_trials = 4
+metrics = "smoke"
+""")
+    summary = sweep.run_sweep(str(spec_path), "smoke", results=tmp_path / "r", progress=False)
+    assert sum(summary["trials"].values()) == 4
+    study = optuna.load_study(study_name="tune.smoke.digits",
+                              storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tune")))
+    for t in study.trials:
+        assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        assert 1 <= len(t.intermediate_values) <= 2 and 1e-6 <= t.params["step_size"] <= 1e-2
+    rows = store.read_rows(tmp_path / "r", "tune")
+    assert len(rows) == 4 and set(rows["status"]) <= {"complete", "pruned"}
+    assert rows["step_size"].nunique() == 4
+
+
+# ------------------------------------------------------------------------------------------------------ bad input
+def _one_line_error(run):
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, run.stderr
+    return lines[0]
+
+
+def test_unknown_sweep_lists_the_known_ones(tmp_path):
+    line = _one_line_error(bench_cli("sweep", "no_such_sweep", "--results", tmp_path))
+    assert "no_such_sweep" in line and "ald_stepsize" in line and "chain_count" in line
+
+
+def test_malformed_spec_names_file_and_line(tmp_path, tiny_spec):
+    path = tiny_spec()
+    text = path.read_text().splitlines()
+    assert text[4].startswith("dataset =")
+    text[4] = "dataset = digits"  # line 5: an unquoted string
+    path.write_text("\n".join(text))
+    line = _one_line_error(bench_cli("sweep", path, "--results", tmp_path / "r"))
+    assert str(path) in line and "line 5" in line
+    assert not (tmp_path / "r" / "parquet").exists()
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (("epochs = 1", "epochs = 0"), "budget.smoke.epochs"),
+    (("values = [0.0001, 0.001]", "values = [0.0001, -1.0]"), "step_size must be a positive finite number"),
+    (("hidden = 64", "hidden = 64\nwidth = 3"), "fixed.width"),
+    (('metrics = "smoke"', 'metrics = 3'), "budget.smoke.metrics"),
+])
+def test_invalid_values_are_rejected_before_training(tmp_path, tiny_spec, edit, expect):
+    path = tiny_spec()
+    path.write_text(path.read_text().replace(*edit, 1))
+    line = _one_line_error(bench_cli("sweep", path, "--results", tmp_path / "r"))
+    assert expect in line and str(path) in line
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+
+
+def test_unreachable_storage_is_one_line_without_the_password(tmp_path, tiny_spec):
+    url = "postgresql+psycopg2://lae:s3cretPW@127.0.0.1:9/nowhere"
+    run = bench_cli("sweep", tiny_spec(), "--storage", url, "--results", tmp_path / "r", timeout=120)
+    line = _one_line_error(run)
+    assert "cannot open storage" in line and "s3cretPW" not in run.stderr + run.stdout and "***" in line
+
+
+def test_bad_workers_and_budget_are_rejected(tmp_path, tiny_spec):
+    assert "--workers" in _one_line_error(bench_cli("sweep", tiny_spec(), "--workers", "0", "--results", tmp_path))
+    assert "--budget" in _one_line_error(bench_cli("sweep", "ald_stepsize", "--budget", "huge"))
+    with pytest.raises(BenchError, match="no budget"):
+        sweep.load_spec("ald_stepsize").budget("tiny")
+
+
+def test_list_shows_axes_and_budgets():
+    run = bench_cli("list")
+    assert run.returncode == 0, run.stderr
+    for text in ("ald_stepsize", "chain_count", "latent_dim", "encoder_depth", "ald_stepsize_tune",
+                 "step_size in", "n_chains in", "smoke:", "default:", "full:", "iwae k=n_chains (k follows)"):
+        assert text in run.stdout, text
+
+
+def test_study_params_are_the_grid(tiny_spec, tmp_path):
+    """Optuna's view: one COMPLETE trial per (point, seed), sampled by GridSampler."""
+    spec = tiny_spec()
+    sweep.run_sweep(str(spec), "smoke", results=tmp_path / "r", progress=False)
+    study = optuna.load_study(study_name="tiny.smoke.digits",
+                              storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tiny")))
+    complete = [json.dumps(t.params, sort_keys=True) for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(complete) == sorted(grid_keys(spec))
+    assert all("grid_id" in t.system_attrs for t in study.trials)
+    assert os.path.exists(tmp_path / "r" / "optuna" / "tiny.journal")
