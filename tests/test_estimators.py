@@ -15,6 +15,16 @@ AIS_TOL_MEAN = 0.1  # nats per image: mean error of AIS at 1000 intermediate dis
 AGREE_TOL = 2.0  # nats per image: AIS vs IS with 2000 samples on a trained MNIST VAE
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine two threads contending with other jobs run
+    several times slower than one. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _hard_case():
     """A concentrated posterior (noise 0.3, |W| ~ 1): the prior is far from it, so AIS has work to do."""
     truth = LinearGaussian.random(16, 2, noise_std=0.3, seed=0, scale=1.0)
