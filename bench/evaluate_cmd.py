@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA, then the user cache)")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="device (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default: 0)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice; on a busy shared machine 1 can be "
+                             "several times faster than 2); recorded as eval_threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -79,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     groups = parse_groups(args.metrics)
     if args.subset is not None and args.subset < 1:
         raise BenchError(f"--subset must be a positive integer; got {args.subset}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BenchError(f"--threads must be a positive integer; got {args.threads}")
+        torch.set_num_threads(args.threads)
     settings = MetricSettings.preset(args.preset)
     if args.subset is not None:
         settings = settings.replace(subset=args.subset)

@@ -6,7 +6,7 @@ stochastic lower bounds in expectation (E[log p_hat(x)] <= log p(x), Jensen), so
 and a gap to the truth is estimator bias, not model quality.
 
     log_px = importance_sampling(model, x, n_samples=1000, generator=gen)
-    log_px = ais(model, x, n_intermediate=500, n_chains=16, n_leapfrog=2, step_size=0.1, generator=gen)
+    log_px = ais(model, x, n_intermediate=500, n_chains=8, n_leapfrog=2, step_size=0.1, generator=gen)
 
 IS proposals (`proposal`):
 - VAE family (VAE, IWAE, LVAE): q(z|x) = N(mu, diag(exp(logvar))) from `model.encode(x)`.
@@ -49,7 +49,7 @@ LAE_INFLATE = 1.2  # proposal std inflation for LAE (multiplies the covariance b
 LAE_NEWTON = 3  # Newton steps from the ALD sample mean toward the posterior mode (kept only if they help)
 LAE_MIN_PRECISION = 1.0  # eigenvalue floor of the Laplace precision (nats per unit z^2)
 AIS_INTERMEDIATE = 500  # defaults of the headline AIS estimate (bench.metrics "default"/"full" presets)
-AIS_CHAINS = 16
+AIS_CHAINS = 8
 AIS_LEAPFROG = 2
 AIS_STEP_SIZE = 0.1  # initial leapfrog step in z; adapted per image
 TARGET_ACCEPT = 0.65  # HMC acceptance the per-image step size is adapted toward
