@@ -12,7 +12,7 @@ IS proposals (`proposal`):
 - VAE family (VAE, IWAE, LVAE): q(z|x) = N(mu, diag(exp(logvar))) from `model.encode(x)`.
 - LAE: a full-covariance Gaussian built from ALD posterior samples: start from the mean of
   `model.posterior_samples` (ALD steps from the stored chains, run on chunks of `config.batch_size`
-  images because ALD's step size is tied to the batch size), take up to LAE_NEWTON damped Newton
+  images because ALD's step size is tied to the batch size), take up to LAE_NEWTON safeguarded Newton
   steps toward the posterior mode (a step is kept per image only if it raises log p(x, z)), and use
   covariance LAE_INFLATE^2 * H^-1, H = Hessian of -log p(x, z) in z at that center (Laplace), its
   eigenvalues floored at LAE_MIN_PRECISION. The spread of the ALD samples is not used for the
@@ -131,7 +131,7 @@ def lae_proposal(model, x: torch.Tensor, generator, ald_batch: int = LAE_ALD_BAT
     ALD runs on chunks of ald_batch images (pass RunConfig.batch_size)."""
     center = torch.cat([model.posterior_samples(xb, n_fit, generator).detach().mean(0) for xb in x.split(ald_batch)])
     energy, g, h = _grad_hessian(model, x, center)
-    for _ in range(LAE_NEWTON):  # damped Newton toward the mode; a step is kept only where it lowers the energy
+    for _ in range(LAE_NEWTON):  # safeguarded Newton toward the mode: a step is kept only where it lowers the energy
         cand = center - (_floored_inverse(h) @ g.double().unsqueeze(-1)).squeeze(-1).to(center.dtype)
         e2, g2, h2 = _grad_hessian(model, x, cand)
         better = e2 < energy
