@@ -58,6 +58,10 @@ def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]
                 ax.fill_between(x[order], (mean - ci)[order], (mean + ci)[order], color=c, alpha=0.2)
         if log_x:
             ax.set_xscale("log")
+            ax.set_xlim(x_pos.min() / 2, x_pos.max() * 2)  # also when only flat baselines have this metric
+        elif len(x_pos):
+            pad = 0.05 * max(x_pos.max() - x_pos.min(), 1)
+            ax.set_xlim(x_pos.min() - pad, x_pos.max() + pad)
         ax.set_xlabel(axis)
         ax.set_ylabel(f"{metric} ({unit})" + ("" if better is None else f", {'higher' if better == 'max' else 'lower'} is better"))
         ax.set_title(f"{rows['sweep'].iloc[0]}: {metric} ({rows['study'].iloc[0]})", fontsize=9)

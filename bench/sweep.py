@@ -262,7 +262,16 @@ def open_storage(url: str):
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgres") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as exc:  # noqa: BLE001
+                # Workers started together on a fresh database race to create Optuna's tables; the loser sees a
+                # unique-key violation or an existing table, and a retry finds the tables in place.
+                if attempt == 4 or not re.search(r"UniqueViolation|already exists|IntegrityError|DuplicateTable",
+                                                 f"{type(exc).__name__} {exc}"):
+                    raise
+                time.sleep(0.5 + attempt)
     except Exception as exc:  # noqa: BLE001 - every storage failure becomes one line
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         reason = next((ln for ln in lines if not ln.startswith("(Background")), type(exc).__name__)
@@ -579,7 +588,21 @@ def progress_line(spec: Spec, row: dict, n_done: int, total: int, worker: int) -
             f"{row['train_seconds']:.1f} s train + {row.get('eval_seconds', math.nan):.1f} s eval (worker {worker})")
 
 
-def _worker_entry(job: Job) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel SIGKILLs this worker when the process that spawned it dies (kill -9 of the command kills
+    its workers too; their RUNNING trials become stale and the next run reruns them)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_entry(job: Job, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         run_worker(job)
     except BenchError as exc:
@@ -598,8 +621,9 @@ def cpu_count() -> int:
 
 def run_sweep(name: str, budget: str = "smoke", storage: str | None = None, workers: int = 1,
               results: str | os.PathLike = "results", dataset: str | None = None, data_dir: str | None = None,
-              progress: bool = True, sweeps_dir: Path = SWEEPS_DIR) -> dict:
-    """Run (or resume) one sweep with ``workers`` processes on this machine, threads divided between them.
+              progress: bool = True, sweeps_dir: Path = SWEEPS_DIR, threads: int | None = None) -> dict:
+    """Run (or resume) one sweep with ``workers`` processes on this machine, torch threads divided between them
+    (``threads`` per worker overrides: default max(1, cores // workers)).
     Returns a summary: study, storage (redacted), seconds, and trial counts by status."""
     if not isinstance(workers, int) or workers < 1:
         raise BenchError(f"--workers must be a positive integer, got {workers!r}")
@@ -611,28 +635,31 @@ def run_sweep(name: str, budget: str = "smoke", storage: str | None = None, work
     storage = storage or default_storage(results, spec.name)
     open_storage(storage)  # unreachable storage: one line, before anything trains
     _settings(spec.budget(budget))  # unknown metric preset or settings: before anything trains
-    threads = max(1, cpu_count() // workers)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise BenchError(f"--threads must be a positive integer, got {threads!r}")
+    threads = threads or max(1, cpu_count() // workers)
     jobs = [Job(str(spec.path), budget, storage, str(results), dataset, data_dir, threads, i, progress)
             for i in range(workers)]
     start = time.perf_counter()
-    if workers == 1:
-        run_worker(jobs[0])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker_entry, args=(job,), name=f"sweep-worker-{job.worker}") for job in jobs]
+    # Workers are fresh processes (spawn), also when there is one: OpenMP reads OMP_WAIT_POLICY when torch loads,
+    # and its default busy-waiting makes 2-thread training ~20x slower on a machine whose cores are shared.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_entry, args=(job, os.getpid()), name=f"sweep-worker-{job.worker}")
+             for job in jobs]
+    for p in procs:
+        p.start()
+    try:
         for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.terminate()
-            raise
-        bad = [p for p in procs if p.exitcode != 0]
-        if bad:
-            raise BenchError(f"{len(bad)} of {workers} workers failed (exit codes "
-                             f"{', '.join(str(p.exitcode) for p in bad)}); rerun the same command to resume")
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    bad = [p for p in procs if p.exitcode != 0]
+    if bad:
+        raise BenchError(f"{len(bad)} of {workers} worker(s) failed (exit codes "
+                         f"{', '.join(str(p.exitcode) for p in bad)}); rerun the same command to resume")
     return summarize(spec, budget, storage, dataset, time.perf_counter() - start)
 
 

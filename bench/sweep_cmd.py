@@ -55,6 +55,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Optuna storage URL (sqlite:///f.db, postgresql://user:pw@host/db, journal:PATH); "
                              "default: journal:RESULTS/optuna/NAME.journal")
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (threads divided)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="override the spec's dataset")
     parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA)")
@@ -73,7 +74,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.reproduce:
         return _reproduce(args)
     summary = sweep.run_sweep(args.name, args.budget, args.storage, args.workers, args.results, args.dataset,
-                              args.data_dir, progress=not args.no_progress)
+                              args.data_dir, progress=not args.no_progress, threads=args.threads)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items()))
     print(f"{summary['sweep']}: study {summary['study']} in {summary['storage']}: {counts}; "
           f"{summary['seconds']:.0f} s with {args.workers} worker(s)")
@@ -97,9 +98,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     committed = store.read_rows(args.results, spec.name, study)
     if committed.empty:
         raise BenchError(f"no committed rows for study {study} under {store.parquet_dir(args.results, spec.name)}")
+    threads = args.threads or int(committed["threads"].mode().iloc[0])  # the committed thread count: same sums
+    print(f"rerunning {len(committed)} trials of {study} in a scratch directory with {threads} thread(s) per worker")
     with tempfile.TemporaryDirectory(prefix="lae-reproduce-") as tmp:
         summary = sweep.run_sweep(args.name, args.budget, None, args.workers, tmp, args.dataset, args.data_dir,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, threads=threads)
         fresh = store.read_rows(tmp, spec.name, study)
     report, ok = leaderboard.compare(committed, fresh)
     print(report)
