@@ -34,7 +34,7 @@ METRICS = ([("val_loss", "min", "nats/image", "likelihood"), ("test_loglik_ais",
 GROUPS = {"likelihood": "Likelihood (test set; validation loss is the training objective)",
           "representation": "Representation", "robustness": "Adversarial robustness of the linear probe",
           "speed": "Sampler and speed"}
-TIMING = {"gen_samples_per_s", "posterior_samples_per_s", "train_seconds", "eval_seconds", "eval_threads"}
+TIMING = {"gen_samples_per_s", "posterior_samples_per_s", "train_seconds", "eval_seconds"}
 BUDGET_RANK = {"full": 0, "default": 1, "smoke": 2}
 MODEL_ORDER = {"lae": 0, "vae": 1, "iwae": 2, "lvae": 3}
 

@@ -588,6 +588,20 @@ def progress_line(spec: Spec, row: dict, n_done: int, total: int, worker: int) -
             f"{row['train_seconds']:.1f} s train + {row.get('eval_seconds', math.nan):.1f} s eval (worker {worker})")
 
 
+def _check_data(spec: Spec, budget: Budget, dataset: str, data_dir: str | None) -> None:
+    """Load each distinct dataset of the budget once, so a missing file or an impossible subset size is reported
+    (DataError, one line) before any worker starts."""
+    from lae.train import load_data
+
+    seen = set()
+    for point in spec.points(budget):
+        config = spec.config(point, budget, 0, dataset, data_dir, {k: d["low"] for k, d in spec.search.items()})
+        key = (config.dataset, config.preprocessing, config.train_size, config.val_size)
+        if key not in seen:
+            seen.add(key)
+            load_data(config)
+
+
 def _die_with_parent(parent: int) -> None:
     """Linux: the kernel SIGKILLs this worker when the process that spawned it dies (kill -9 of the command kills
     its workers too; their RUNNING trials become stale and the next run reruns them)."""
@@ -633,8 +647,9 @@ def run_sweep(name: str, budget: str = "smoke", storage: str | None = None, work
     RunConfig(dataset=dataset).validate()
     results = Path(results)
     storage = storage or default_storage(results, spec.name)
-    open_storage(storage)  # unreachable storage: one line, before anything trains
     _settings(spec.budget(budget))  # unknown metric preset or settings: before anything trains
+    _check_data(spec, spec.budget(budget), dataset, data_dir)  # missing files, subset sizes: one line, here
+    open_storage(storage)  # unreachable storage: one line, before anything trains
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise BenchError(f"--threads must be a positive integer, got {threads!r}")
     threads = threads or max(1, cpu_count() // workers)

@@ -211,3 +211,22 @@ def test_study_params_are_the_grid(tiny_spec, tmp_path):
     assert sorted(complete) == sorted(grid_keys(spec))
     assert all("grid_id" in t.system_attrs for t in study.trials)
     assert os.path.exists(tmp_path / "r" / "optuna" / "tiny.journal")
+
+
+def test_reproduce_regenerates_identical_numbers(tiny_spec, tmp_path):
+    """Same seeds, machine and thread count: every deterministic metric of a rerun equals the recorded one."""
+    spec = tiny_spec(seeds=1)
+    first = bench_cli("sweep", spec, "--results", tmp_path / "r", "--no-leaderboard", "--threads", "1")
+    assert first.returncode == 0, first.stderr
+    run = bench_cli("sweep", spec, "--results", tmp_path / "r", "--reproduce", "--no-progress")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 of 3 committed trials regenerated" in run.stdout and "with 1 thread(s)" in run.stdout
+    verdicts = {ln.split()[0]: ln for ln in run.stdout.splitlines() if ln.startswith(("test_", "val_", "probe"))}
+    assert verdicts["test_loglik_ais"].endswith("match") and verdicts["val_loss"].endswith("match")
+    assert "timing" in next(ln for ln in run.stdout.splitlines() if ln.startswith("train_seconds"))
+
+
+def test_impossible_data_sizes_are_one_line_before_any_worker_starts(tmp_path):
+    line = _one_line_error(bench_cli("sweep", "ald_stepsize", "--dataset", "digits", "--results", tmp_path / "r"))
+    assert "train_size=2000" in line
+    assert not (tmp_path / "r").exists()
