@@ -123,7 +123,8 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
             for m, _ in cols:
                 text = fmt(r[f"{m}_mean"]) + (f" ± {fmt(r[f'{m}_ci95'])}" if np.isfinite(r[f"{m}_ci95"]) else "")
                 cells.append(f"**{text}**" if r.get(f"{m}_best", False) is True else text)
-            n = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")
+            n = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "") + \
+                (f" ({r['n_pruned']} pruned)" if r["n_pruned"] else "")
             lines.append(f"| {r['variant']} | {fmt(r['axis_value']) if np.isfinite(r['axis_value']) else '—'} | {n} | "
                          + " | ".join(cells) + " |")
         lines.append("")
