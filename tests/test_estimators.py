@@ -15,14 +15,7 @@ AIS_TOL_MEAN = 0.1  # nats per image: mean error of AIS at 1000 intermediate dis
 AGREE_TOL = 2.0  # nats per image: AIS vs IS with 2000 samples on a trained MNIST VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contending with other jobs run
-    several times slower than one. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hard_case():

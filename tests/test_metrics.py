@@ -22,14 +22,7 @@ NEEDS_MNIST = pytest.mark.skipif(not os.environ.get("LAE_BENCH_DATA"), reason="L
 ADV_TOL = 0.02  # accuracy noise allowed between attacks / radii (200 images: 4 images)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contending with other jobs run
-    several times slower than one. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _expected_names(groups):
