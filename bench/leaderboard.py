@@ -90,6 +90,13 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def fmt_axis(x: float) -> str:
+    """A swept value as written in the spec: integers without decimals, others to 3 significant digits."""
+    if not np.isfinite(x):
+        return "—"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e6 else f"{x:.3g}"
+
+
 def fmt(x: float) -> str:
     if x is None or not np.isfinite(x):
         return "—"
@@ -125,7 +132,7 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
                 cells.append(f"**{text}**" if r.get(f"{m}_best", False) is True else text)
             n = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "") + \
                 (f" ({r['n_pruned']} pruned)" if r["n_pruned"] else "")
-            lines.append(f"| {r['variant']} | {fmt(r['axis_value']) if np.isfinite(r['axis_value']) else '—'} | {n} | "
+            lines.append(f"| {r['variant']} | {fmt_axis(r['axis_value'])} | {n} | "
                          + " | ".join(cells) + " |")
         lines.append("")
     failed = rows[rows["status"] == "fail"]
