@@ -42,7 +42,20 @@ from lae.config import ConfigError, RunConfig
 from . import store
 from .errors import BenchError
 
-ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_root() -> Path:
+    """The checkout whose sweeps/ and git commit a run uses: $LAE_BENCH_ROOT, else the working directory
+    when it holds sweeps/ (an installed package runs from the checkout, as tox does), else the source tree
+    this module was loaded from."""
+    if os.environ.get("LAE_BENCH_ROOT"):
+        return Path(os.environ["LAE_BENCH_ROOT"]).resolve()
+    if (Path.cwd() / "sweeps").is_dir():
+        return Path.cwd().resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+ROOT = project_root()
 SWEEPS_DIR = ROOT / "sweeps"
 BUDGETS = ("smoke", "default", "full")
 HEARTBEAT_S = float(os.environ.get("LAE_BENCH_HEARTBEAT_S", 20))  # seconds between heartbeats of a running trial
@@ -135,7 +148,10 @@ def find_spec(name: str, sweeps_dir: Path = SWEEPS_DIR) -> Path:
         return path
     path = Path(sweeps_dir) / f"{name}.toml"
     if not path.is_file():
-        known = ", ".join(spec_names(sweeps_dir)) or "(none)"
+        known = ", ".join(spec_names(sweeps_dir))
+        if not known:
+            raise BenchError(f"unknown sweep {name!r}: no sweep specs in {sweeps_dir}; run from the lae-bench "
+                             "checkout or set LAE_BENCH_ROOT to it")
         raise BenchError(f"unknown sweep {name!r}; known sweeps: {known}")
     return path
 

@@ -26,7 +26,7 @@ def run_list(args: argparse.Namespace) -> int:
     sweeps_dir = args.sweeps_dir or sweep.SWEEPS_DIR
     names = sweep.spec_names(sweeps_dir)
     if not names:
-        raise BenchError(f"no sweep specs (*.toml) in {sweeps_dir}")
+        raise BenchError(f"no sweep specs (*.toml) in {sweeps_dir}; run from the lae-bench checkout or set LAE_BENCH_ROOT")
     for name in names:
         spec = sweep.load_spec(name, sweeps_dir)
         if spec.kind == "grid":

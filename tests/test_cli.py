@@ -64,3 +64,22 @@ def test_help_documents_every_option():
 def test_unknown_command_is_one_line():
     r = bench("frobnicate")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sweeps_are_found_from_the_project_root_not_the_install_location(tmp_path):
+    """An installed package (tox, pip install .) reads sweeps/ from LAE_BENCH_ROOT or the working directory."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = tmp_path / "checkout"
+    (root / "sweeps").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "sweeps" / "chain_count.toml", root / "sweeps" / "mine.toml")
+    env = {**os.environ, "LAE_BENCH_ROOT": str(root),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, "-m", "bench", "list"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("mine:") and "ald_stepsize" not in r.stdout
+    env["LAE_BENCH_ROOT"] = str(tmp_path / "empty")
+    r = subprocess.run([sys.executable, "-m", "bench", "sweep", "mine"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "LAE_BENCH_ROOT" in r.stderr
