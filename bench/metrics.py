@@ -287,7 +287,8 @@ def adversarial_metrics(model, dataset: Dataset, s: MetricSettings, probe: Probe
 
 
 # ------------------------------------------------------------------------------------------- speed
-def _median_seconds(fn, repeats: int, warmup: int) -> float:
+def median_seconds(fn, repeats: int, warmup: int) -> float:
+    """Median wall time of fn() over `repeats` calls after `warmup` calls (seconds)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -312,8 +313,8 @@ def speed_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings,
         model.posterior_samples(x, s.speed_posterior_samples, gen)
         sync()
 
-    t_gen = _median_seconds(generate, s.speed_repeats, s.speed_warmup)
-    t_post = _median_seconds(posterior, s.speed_repeats, s.speed_warmup)
+    t_gen = median_seconds(generate, s.speed_repeats, s.speed_warmup)
+    t_post = median_seconds(posterior, s.speed_repeats, s.speed_warmup)
     return {"gen_samples_per_s": s.gen_batch / t_gen,
             "posterior_samples_per_s": s.speed_posterior_samples * x.shape[0] / t_post}
 

@@ -13,6 +13,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.metrics import median_seconds
 from lae.config import RunConfig
 from lae.train import make_optimizer, new_model, seed_everything
 
@@ -61,14 +62,8 @@ class Step:
 
 
 def time_step(step: Step, repeats: int = 30, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds per training step."""
+    return median_seconds(step, repeats, warmup)
 
 
 SETTINGS = {  # name: (hidden, batch_size, encoder_depth); decoders mirror the encoder

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from . import mala
 from .config import IWAEConfig, LVAEConfig, ModelConfig
-from .likelihoods import LOG_2PI, log_prior
+from .likelihoods import LOG_2PI
 from .models import LatentModel
 from .nets import mlp, trunk_dim
 
