@@ -173,7 +173,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel,
     except Exception as exc:  # corrupt zip, pickle refused, missing keys
         raise CheckpointError(f"checkpoint {path} is corrupt or not a lae-bench checkpoint "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    n_pixels = {"digits": 64}.get(config.dataset, 784)
+    biases = [k for k in state if k.startswith("decoder.net.") and k.endswith(".bias")]
+    if not biases:
+        raise CheckpointError(f"checkpoint {path} has no decoder weights")
+    n_pixels = state[max(biases, key=lambda k: int(k.split(".")[2]))].shape[0]  # the decoder's output width
     model = new_model(dataclasses.replace(config, device=device), n_pixels, resolve_device(device))
     try:
         model.load_state_dict(state)

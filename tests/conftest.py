@@ -99,6 +99,14 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+TINY_BUDGET = """train_size = {train_size}
+val_size = 100
+epochs = {epochs}
+seeds = {seeds}
+metrics = "smoke"
+metric_settings = {{ subset = 50, ais_intermediate = 10, ais_chains = 2, is_samples = 20, probe_train_size = 300, probe_max_iter = 50, adv_subset = 50, pgd_steps = 5, speed_repeats = 1, gen_batch = 50, speed_posterior_samples = 2 }}
+"""  # the same small budget serves as smoke and default
+
 TINY_SPEC = """
 description = "a tiny sweep for tests (8x8 digits)"
 axis = "step_size"
@@ -121,21 +129,9 @@ axis = "step_size"
 model = "vae"
 
 [budget.smoke]
-train_size = {train_size}
-val_size = 100
-epochs = {epochs}
-seeds = {seeds}
-metrics = "smoke"
-metric_settings = {{ subset = 50, ais_intermediate = 10, ais_chains = 2, is_samples = 20, probe_train_size = 300, probe_max_iter = 50, adv_subset = 50, pgd_steps = 5, speed_repeats = 1, gen_batch = 50, speed_posterior_samples = 2 }}
-
+{budget}
 [budget.default]
-train_size = {train_size}
-val_size = 100
-epochs = {epochs}
-seeds = {seeds}
-metrics = "smoke"
-metric_settings = {{ subset = 50, ais_intermediate = 10, ais_chains = 2, is_samples = 20, probe_train_size = 300, probe_max_iter = 50, adv_subset = 50, pgd_steps = 5, speed_repeats = 1, gen_batch = 50, speed_posterior_samples = 2 }}
-
+{budget}
 [budget.full]
 epochs = 1
 seeds = 1
@@ -150,8 +146,8 @@ def tiny_spec(tmp_path):
               train_size: int = 300) -> Path:
         path = tmp_path / "sweeps" / f"{name}.toml"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(TINY_SPEC.format(values=list(values), mh=str(mh).lower(), epochs=epochs, seeds=seeds,
-                                         train_size=train_size))
+        budget = TINY_BUDGET.format(train_size=train_size, epochs=epochs, seeds=seeds)
+        path.write_text(TINY_SPEC.format(values=list(values), mh=str(mh).lower(), budget=budget))
         return path
     return write
 
