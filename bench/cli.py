@@ -9,11 +9,11 @@ import sys
 import warnings
 
 COMMANDS = {
-    "train": ("bench.train_cmd", "train one model and save a checkpoint and a JSON summary"),
-    "evaluate": ("bench.evaluate_cmd", "compute metrics of a checkpoint"),
-    "list": ("bench.sweep_cmd", "list the sweeps with their axes and budgets"),
-    "sweep": ("bench.sweep_cmd", "run a sweep (an Optuna study) and record every trial"),
-    "leaderboard": ("bench.leaderboard_cmd", "rebuild leaderboards and figures from the results store"),
+    "train": ("bench.commands.train", "train one model and save a checkpoint and a JSON summary"),
+    "evaluate": ("bench.commands.evaluate", "compute metrics of a checkpoint"),
+    "list": ("bench.commands.sweep", "list the sweeps with their axes and budgets"),
+    "sweep": ("bench.commands.sweep", "run a sweep (an Optuna study) and record every trial"),
+    "leaderboard": ("bench.commands.leaderboard", "rebuild leaderboards and figures from the results store"),
 }
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from lae.data import DataError
     from lae.train import CheckpointError, DivergenceError
 
-    from .errors import BenchError
+    from bench.errors import BenchError
 
     parser = OneLineParser(prog="python -m bench", description="lae-bench: Langevin Autoencoders vs VAE baselines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)

@@ -16,30 +16,42 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message is one line naming the field."""
 
 
+def _doc(default, help: str, choices: tuple[str, ...] | None = None):
+    """A RunConfig field with its documentation: the one place a field is described (the `train`
+    options' help is made from it)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass
 class RunConfig:
-    model: str = "lae"  # vae | iwae | lvae | lae
-    dataset: str = "mnist"  # mnist | fashion-mnist | digits
-    preprocessing: str = "dynamic"  # dynamic / static binarization (Bernoulli) or 8bit (discretized logistic)
-    latent_dim: int = 16  # D, dimension of z
-    encoder_depth: int = 1  # hidden layers of the encoder trunk g(x); 0 = linear encoder
-    decoder_depth: int | None = None  # hidden layers of the decoder; None mirrors encoder_depth
-    hidden: int = 256  # units per hidden layer (H, the feature dimension of g(x) when depth > 0)
-    step_size: float | None = None  # Langevin step size; None: the model's default (LAE 1e-4 on Phi, LVAE 1e-2 on z)
-    n_chains: int = 1  # LAE: independent ALD chains on Phi
-    n_steps: int = 2  # T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)
-    mh: bool = True  # Metropolis-Hastings correction on (MALA) or off (unadjusted Langevin)
-    target_accept: float | None = None  # LAE: adapt step_size while training toward this MH acceptance (None: fixed)
-    k: int = 5  # IWAE importance samples
-    epochs: int = 1
-    batch_size: int = 100
-    optimizer: str = "adam"  # adam (fused on CPU) | sgd
-    lr: float = 1e-3
-    seed: int = 0  # the only seed: parameters, minibatch order, binarization, Langevin noise
-    train_size: int | None = None  # use the first N training images (None: all)
-    val_size: int | None = None  # images carved from the end of the training set (None: dataset default)
-    device: str = "auto"  # auto | cpu | cuda
-    data_dir: str | None = field(default=None, metadata={"provenance": False})
+    """One run's configuration. Every field is a `python -m bench train` option (`--latent-dim`, ...)."""
+
+    model: str = _doc("lae", "model family", choices=MODELS)
+    dataset: str = _doc("mnist", "dataset", choices=DATASETS)
+    preprocessing: str = _doc("dynamic", "dynamic/static binarization (Bernoulli likelihood) or 8bit (discretized "
+                              "logistic)", choices=PREPROCESSING)
+    latent_dim: int = _doc(16, "latent dimension D")
+    encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)")
+    decoder_depth: int | None = _doc(None, "hidden layers of the decoder (default: mirror the encoder)")
+    hidden: int = _doc(256, "units per hidden layer (H, the feature width of g(x) when encoder_depth > 0)")
+    step_size: float | None = _doc(None, "Langevin step size (default: the model's, LAE 1e-4 on Phi, LVAE 1e-2 on z; "
+                                   "LAE: halve it when doubling batch_size)")
+    n_chains: int = _doc(1, "LAE: independent ALD chains on Phi")
+    n_steps: int = _doc(2, "T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)")
+    mh: bool = _doc(True, "Metropolis-Hastings correction (MALA); off: unadjusted Langevin")
+    target_accept: float | None = _doc(None, "LAE: adapt step_size while training toward this MH acceptance rate "
+                                       "(default: fixed step)")
+    k: int = _doc(5, "IWAE importance samples")
+    epochs: int = _doc(1, "training epochs")
+    batch_size: int = _doc(100, "minibatch size")
+    optimizer: str = _doc("adam", "optimizer (adam is fused on the CPU)", choices=OPTIMIZERS)
+    lr: float = _doc(1e-3, "learning rate")
+    seed: int = _doc(0, "the one seed: parameters, minibatch order, binarization, Langevin noise")
+    train_size: int | None = _doc(None, "use only the first N training images (default: all)")
+    val_size: int | None = _doc(None, "validation images carved from the end of the training set (default: the "
+                                "dataset's)")
+    device: str = _doc("auto", "device (auto uses CUDA where available)", choices=DEVICES)
+    data_dir: str | None = _doc(None, "dataset directory (default: $LAE_BENCH_DATA, then the user cache)")
 
     @property
     def likelihood(self) -> str:

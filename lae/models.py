@@ -34,6 +34,11 @@ class LatentModel(nn.Module):
         leaves its state (LAE's chains) untouched."""
         raise NotImplementedError
 
+    def elbo(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Single-sample ELBO per image, (N,) nats, for families that have one; None for those that
+        do not (LAE: no variational distribution)."""
+        return None
+
     def posterior_samples(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """n approximate posterior samples per image: (n, N, D)."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import leaderboard, store
+from bench.results import leaderboard, store
 
 
 def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):

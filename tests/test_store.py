@@ -11,7 +11,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from bench import store
+from bench.results import store
 from conftest import ROOT
 
 
@@ -56,7 +56,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_sigkilled_writer_leaves_only_whole_files(tmp_path):
     """A process writing rows in a loop is SIGKILLed; every visible file reads back complete."""
-    code = ("import sys; sys.path.insert(0, %r); from bench import store\n"
+    code = ("import sys; sys.path.insert(0, %r); from bench.results import store\n"
             "i = 0\nwhile True:\n"
             "    store.write_row(%r, {'sweep': 's', 'study': 's.x', 'trial': i, 'params': str(i), 'status': 'complete',"
             " 'blob': 'x' * 200000})\n    i += 1\n") % (str(ROOT), str(tmp_path))

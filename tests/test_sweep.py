@@ -9,7 +9,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench import store, sweep
+from bench import sweep
+from bench.results import store
 from bench.errors import BenchError
 from conftest import bench_cli
 

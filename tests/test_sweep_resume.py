@@ -9,7 +9,8 @@ from collections import Counter
 import optuna
 import pytest
 
-from bench import store, sweep
+from bench import sweep
+from bench.results import store
 from conftest import bench_cli, bench_popen, wait_for
 
 

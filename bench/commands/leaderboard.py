@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import leaderboard, store
+    from bench.results import leaderboard, store
 
     base = store.parquet_dir(args.results)
     if not base.is_dir():

@@ -1,5 +1,5 @@
 """Sweeps: a declarative TOML spec (``sweeps/<name>.toml``) run as one Optuna study, every trial recorded in the
-results store (``bench.store``). See docs/sweeps.md for the spec format and the guarantees.
+results store (``bench.results.store``). See docs/sweeps.md for the spec format and the guarantees.
 
 Spec -> points: a grid sweep varies one LAE field (``axis``) over ``values``; every ``[[models]]`` entry either takes
 the value in one of its fields (``axis = "k"``: IWAE with k = n_chains, the compute-matched baseline) or, without
@@ -39,8 +39,8 @@ from pathlib import Path
 
 from lae.config import ConfigError, RunConfig
 
-from . import store
-from .errors import BenchError
+from bench.results import store
+from bench.errors import BenchError
 
 
 
@@ -52,7 +52,7 @@ def project_root() -> Path:
         return Path(os.environ["LAE_BENCH_ROOT"]).resolve()
     if (Path.cwd() / "sweeps").is_dir():
         return Path.cwd().resolve()
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 ROOT = project_root()

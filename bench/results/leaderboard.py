@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import store
+from bench.results import store
 
 EPS = (0.05, 0.1, 0.2, 0.3)
 # (column, better: "max" | "min" | None, unit, group)
@@ -154,7 +154,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def build(results: str | os.PathLike = "results", sweeps: list[str] | None = None, figures: bool = True) -> list[Path]:
     """Rebuild the leaderboards (and figures) of ``sweeps`` (default: every sweep with rows) and the index page."""
-    from . import figures as figures_lib
+    from bench.results import figures as figures_lib
 
     results = Path(results)
     base = store.parquet_dir(results)

@@ -44,7 +44,7 @@ from lae import estimators
 from lae.config import RunConfig
 from lae.data import Dataset
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 GROUPS = ("loglik", "probe", "speed", "adversarial")
 ADV_EPS = (0.05, 0.1, 0.2, 0.3)  # L-infinity radii on [0, 1] pixels
@@ -159,10 +159,9 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
                              batch_size=s.estimator_batch, on_chunk=step, diagnostics=diag)
     if bar is not None:
         bar.close()
-    elbo = float("nan")
-    if hasattr(model, "elbo"):
-        with torch.no_grad():
-            elbo = torch.cat([model.elbo(xb, gen) for xb in x.split(1000)]).mean().item()
+    with torch.no_grad():
+        parts = [model.elbo(xb, gen) for xb in x.split(1000)]
+    elbo = float("nan") if parts[0] is None else torch.cat(parts).mean().item()
     to_bpd = (lambda v: -v / (dataset.n_pixels * math.log(2))) if dataset.preprocessing == "8bit" else (lambda v: float("nan"))
     ll_ais, ll_is = log_ais.mean().item(), log_is.mean().item()
     return {"test_loglik_ais": ll_ais, "test_loglik_is": ll_is, "test_elbo": elbo, "test_bpd_ais": to_bpd(ll_ais),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lae.config import DATASETS
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 
 def add_list_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from . import sweep
+    from bench import sweep
 
     sweeps_dir = args.sweeps_dir or sweep.SWEEPS_DIR
     names = sweep.spec_names(sweeps_dir)
@@ -46,7 +46,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    from .sweep import BUDGETS
+    from bench.sweep import BUDGETS
 
     parser.add_argument("name", help="sweep name (see `python -m bench list`) or a path to a .toml spec")
     parser.add_argument("--budget", choices=BUDGETS, default="smoke",
@@ -69,7 +69,8 @@ add_arguments = add_sweep_arguments
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from . import store, sweep
+    from bench import sweep
+    from bench.results import store
 
     if args.reproduce:
         return _reproduce(args)
@@ -80,7 +81,7 @@ def run_sweep(args: argparse.Namespace) -> int:
           f"{summary['seconds']:.0f} s with {args.workers} worker(s)")
     print(f"rows: {store.parquet_dir(args.results, summary['sweep'])}")
     if not args.no_leaderboard:
-        from . import leaderboard
+        from bench.results import leaderboard
 
         written = leaderboard.build(args.results, sweeps=[summary["sweep"]])
         tables = [p for p in written if p.suffix in (".md", ".csv")]
@@ -90,7 +91,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from . import leaderboard, store, sweep
+    from bench import sweep
+    from bench.results import leaderboard, store
 
     spec = sweep.load_spec(args.name)
     dataset = args.dataset or spec.dataset

@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import BenchError
-from .metrics import GROUPS, METRICS, MetricSettings
+from bench.errors import BenchError
+from bench.metrics import GROUPS, METRICS, MetricSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from lae import data as data_lib
     from lae.train import load_checkpoint
 
-    from .metrics import compute_metrics
+    from bench.metrics import compute_metrics
 
     groups = parse_groups(args.metrics)
     if args.subset is not None and args.subset < 1:

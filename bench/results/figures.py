@@ -22,7 +22,7 @@ def _plt():
 
 def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     """One figure per metric with finite values; returns the paths written (atomically)."""
-    from .leaderboard import METRICS
+    from bench.results.leaderboard import METRICS
 
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)

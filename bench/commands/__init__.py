@@ -1,0 +1,1 @@
+"""One module per `python -m bench` verb, each with `add_arguments(parser)` and `run(args) -> int`."""

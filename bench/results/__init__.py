@@ -1,0 +1,1 @@
+"""The results: the parquet store, leaderboards, figures and the reproduce check."""
