@@ -1,5 +1,7 @@
-"""`python -m bench COMMAND ...`: every command is a module with `add_arguments(parser)` and
-`run(args) -> int`. Known failures print one line (`error: ...`) and exit non-zero."""
+"""`python -m bench COMMAND ...`: the command table below names each verb's module; every command module
+exposes exactly `add_arguments(parser)` and `run(args) -> int`. Only the module of the command asked for is
+imported (keeps --help fast, isolates failures). Known failures print one line (`error: ...`) and exit non-zero."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,10 +10,11 @@ import os
 import sys
 import warnings
 
-COMMANDS = {
+# name -> (module, one-line help), in the order `python -m bench --help` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bench.commands.train", "train one model and save a checkpoint and a JSON summary"),
     "evaluate": ("bench.commands.evaluate", "compute metrics of a checkpoint"),
-    "list": ("bench.commands.sweep", "list the sweeps with their axes and budgets"),
+    "list": ("bench.commands.list", "list the sweeps with their axes and budgets"),
     "sweep": ("bench.commands.sweep", "run a sweep (an Optuna study) and record every trial"),
     "leaderboard": ("bench.commands.leaderboard", "rebuild leaderboards and figures from the results store"),
 }
@@ -25,35 +28,31 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.errors import BenchError
     from lae.config import ConfigError
     from lae.data import DataError
     from lae.train import CheckpointError, DivergenceError
 
-    from bench.errors import BenchError
-
     parser = OneLineParser(prog="python -m bench", description="lae-bench: Langevin Autoencoders vs VAE baselines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
-    modules = {}
     argv = sys.argv[1:] if argv is None else argv
+    command = None
     for name, (module_name, help_text) in COMMANDS.items():
-        # Import only the module of the command asked for (keeps --help fast, isolates failures).
         if argv and argv[0] == name:
-            module = importlib.import_module(module_name)
-            modules[name] = module
-            p = sub.add_parser(name, help=help_text, description=help_text)
-            getattr(module, f"add_{name}_arguments", getattr(module, "add_arguments"))(p)
+            command = importlib.import_module(module_name)
+            command.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
         else:
             sub.add_parser(name, help=help_text, add_help=False)
-    args = parser.parse_args(argv)
-    module = modules[args.command]
+    args = parser.parse_args(argv)  # an unknown or missing command exits here, so `command` is set below
     warnings.filterwarnings("default", module="lae")
     try:
-        return int(getattr(module, f"run_{args.command}", getattr(module, "run", None))(args) or 0)
+        return int(command.run(args) or 0)
     except (ConfigError, DataError, CheckpointError, BenchError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)

@@ -3,6 +3,7 @@ unit, direction, meaning), attack radii, and the preset/budget names. Model fami
 the library's (`lae.config.MODELS`, `lae.data.DATASETS`, `lae.data.PREPROCESSING`), re-exported here.
 
 Metric names are stable: they are result-store columns (see docs/metrics.md)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,33 +36,100 @@ def adv_name(attack: str, eps: float) -> str:
 
 _L, _R, _A, _S = "likelihood", "representation", "robustness", "speed"
 _METRICS = [
-    Metric("val_loss", "training", "nats/image", "min", "nats per image: the training objective on the validation "
-           "images after the last epoch (each family's own objective: never compared across families)", _L),
-    Metric("test_loglik_ais", "loglik", "nats", "max", "nats per image: AIS estimate of log p(x), mean over the test "
-           "images (headline)", _L),
-    Metric("test_loglik_is", "loglik", "nats", "max", "nats per image: importance-sampling estimate with the model's "
-           "own proposal", _L),
-    Metric("test_elbo", "loglik", "nats", "max", "nats per image: single-sample ELBO, analytic KL (VAE family; nan for "
-           "LAE)", _L),
-    Metric("test_bpd_ais", "loglik", "bits/dim", "min", "bits per dimension: -test_loglik_ais / (P ln 2) (8-bit data; "
-           "else nan)", _L),
-    Metric("test_bpd_is", "loglik", "bits/dim", "min", "bits per dimension: -test_loglik_is / (P ln 2) (8-bit data; "
-           "else nan)", _L),
+    Metric(
+        "val_loss",
+        "training",
+        "nats/image",
+        "min",
+        "nats per image: the training objective on the validation "
+        "images after the last epoch (each family's own objective: never compared across families)",
+        _L,
+    ),
+    Metric(
+        "test_loglik_ais",
+        "loglik",
+        "nats",
+        "max",
+        "nats per image: AIS estimate of log p(x), mean over the test images (headline)",
+        _L,
+    ),
+    Metric(
+        "test_loglik_is",
+        "loglik",
+        "nats",
+        "max",
+        "nats per image: importance-sampling estimate with the model's own proposal",
+        _L,
+    ),
+    Metric(
+        "test_elbo",
+        "loglik",
+        "nats",
+        "max",
+        "nats per image: single-sample ELBO, analytic KL (VAE family; nan for LAE)",
+        _L,
+    ),
+    Metric(
+        "test_bpd_ais",
+        "loglik",
+        "bits/dim",
+        "min",
+        "bits per dimension: -test_loglik_ais / (P ln 2) (8-bit data; else nan)",
+        _L,
+    ),
+    Metric(
+        "test_bpd_is",
+        "loglik",
+        "bits/dim",
+        "min",
+        "bits per dimension: -test_loglik_is / (P ln 2) (8-bit data; else nan)",
+        _L,
+    ),
     Metric("test_images", "loglik", "count", None, "count: test images in the log-likelihood means"),
-    Metric("ais_accept", "loglik", "fraction", None, "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)",
-           _S),
+    Metric(
+        "mh_accept",
+        "training",
+        "fraction",
+        None,
+        "fraction: mean MH acceptance of the last training epoch (Langevin models)",
+        _S,
+    ),
+    Metric(
+        "ais_accept", "loglik", "fraction", None, "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)", _S
+    ),
     Metric("probe_acc", "probe", "fraction", "max", "fraction in [0, 1]: linear-probe accuracy on the test split", _R),
-    Metric("probe_train_acc", "probe", "fraction", None, "fraction in [0, 1]: linear-probe accuracy on its training "
-           "images"),
+    Metric(
+        "probe_train_acc", "probe", "fraction", None, "fraction in [0, 1]: linear-probe accuracy on its training images"
+    ),
     Metric("gen_samples_per_s", "speed", "samples/s", "max", "images per second: prior -> decoder output", _S),
-    Metric("posterior_samples_per_s", "speed", "samples/s", "max", "z samples per second (one per image and draw): the "
-           "model's posterior sampler", _S),
-    Metric("adv_acc_clean", "adversarial", "fraction", "max", "fraction in [0, 1]: probe classifier accuracy on the "
-           "unperturbed attack subset", _A),
-    *[Metric(adv_name(a, e), "adversarial", "fraction", "max",
-             f"fraction in [0, 1]: accuracy under {a.upper()} at L-inf eps {e:g}", _A) for a in ATTACKS for e in ADV_EPS],
-    Metric("mh_accept", "training", "fraction", None, "fraction: mean MH acceptance of the last training epoch "
-           "(Langevin models)", _S),
+    Metric(
+        "posterior_samples_per_s",
+        "speed",
+        "samples/s",
+        "max",
+        "z samples per second (one per image and draw): the model's posterior sampler",
+        _S,
+    ),
+    Metric(
+        "adv_acc_clean",
+        "adversarial",
+        "fraction",
+        "max",
+        "fraction in [0, 1]: probe classifier accuracy on the unperturbed attack subset",
+        _A,
+    ),
+    *[
+        Metric(
+            adv_name(a, e),
+            "adversarial",
+            "fraction",
+            "max",
+            f"fraction in [0, 1]: accuracy under {a.upper()} at L-inf eps {e:g}",
+            _A,
+        )
+        for a in ATTACKS
+        for e in ADV_EPS
+    ],
     Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", _S),
     Metric("eval_threads", "meta", "count", None, "count: torch intra-op threads during the evaluation"),
     Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", _S),

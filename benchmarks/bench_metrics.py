@@ -11,6 +11,7 @@ Models are untrained (speed does not depend on the weights) MNIST-sized networks
 hidden 256, depth 1); images are binarized real MNIST test images when $LAE_BENCH_DATA holds them,
 else Bernoulli noise of the same shape. The thread count is recorded in extra_info["threads"].
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ N_IMAGES = 100
 def _images(n: int = N_IMAGES) -> torch.Tensor:
     try:
         from lae import data
+
         return data.load("mnist", "static", test_size=n, download=False).test.x
     except Exception:  # no MNIST here: same shape and sparsity
         return torch.bernoulli(torch.full((n, 784), 0.13), generator=torch.Generator().manual_seed(0))
@@ -48,12 +50,13 @@ def _record(benchmark, units: float, key: str) -> None:
 def test_ais_throughput(benchmark, latent_dim):
     model, x = _model("vae", latent_dim), _images()
     gen = torch.Generator().manual_seed(0)
-    k, c, l = 20, estimators.AIS_CHAINS, estimators.AIS_LEAPFROG
-    benchmark.pedantic(lambda: estimators.ais(model, x, k, c, l, generator=gen), rounds=3, warmup_rounds=1)
-    _record(benchmark, k * c * l * len(x), "evals_per_s")
+    k, c, n_leapfrog = 20, estimators.AIS_CHAINS, estimators.AIS_LEAPFROG
+    benchmark.pedantic(lambda: estimators.ais(model, x, k, c, n_leapfrog, generator=gen), rounds=3, warmup_rounds=1)
+    _record(benchmark, k * c * n_leapfrog * len(x), "evals_per_s")
     # the headline default, extrapolated: seconds for 1,000 images
     benchmark.extra_info["ais_default_s_per_1000_images"] = (
-        estimators.AIS_INTERMEDIATE * c * l * 1000 / benchmark.extra_info["evals_per_s"])
+        estimators.AIS_INTERMEDIATE * c * n_leapfrog * 1000 / benchmark.extra_info["evals_per_s"]
+    )
 
 
 @pytest.mark.parametrize("kind", ["vae", "lae"])

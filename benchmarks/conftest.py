@@ -1,5 +1,6 @@
 """Benchmarks (not part of the default test run): `tox -e bench` or `pytest benchmarks -o python_files='bench_*.py'`.
 Each benchmark adds rows to REPORT; they are printed as one table at the end of the session."""
+
 import warnings
 
 REPORT: list[str] = []

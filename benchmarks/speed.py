@@ -3,8 +3,10 @@ and the LAE/VAE step-time ratio. Read it top to bottom; `python benchmarks/speed
 
 FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over one real training step
 (forward, backward, optimizer), so elementwise work counts as zero: the share of the matmul rate says
-how close the step is to what its matrix products alone would cost.
+how close the step is to what its matrix products alone would cost. The minibatches are real MNIST
+(see `real_batches`: no synthetic fallback).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,7 +15,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.metrics import median_seconds
+from bench.metrics.speed import median_seconds
 from lae.config import RunConfig
 from lae.train import make_optimizer, new_model, seed_everything
 
@@ -28,12 +30,15 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
         t = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n**3 / statistics.median(times)
 
 
 def real_batches(batch_size: int, n_batches: int) -> list[torch.Tensor]:
-    """Binarized real MNIST minibatches (falls back to digits-shaped noise only if MNIST is absent)."""
+    """`n_batches` binarized real MNIST minibatches, (batch_size, 784) each. There is no fallback: the MNIST
+    files must be in the data directory ($LAE_BENCH_DATA, else the user cache) or downloadable, otherwise
+    lae.data.load raises DataError."""
     from lae import data
+
     ds = data.load("mnist", "static", val_size=1000, train_size=batch_size * n_batches)
     return list(ds.train.x[: batch_size * n_batches].split(batch_size))
 
@@ -54,6 +59,7 @@ class Step:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.model.update()  # LAE: the chains move on (lae.train.fit does the same)
 
     def flops(self) -> int:
         with FlopCounterMode(display=False) as counter:
@@ -81,8 +87,16 @@ MODELS = {  # name: RunConfig overrides
 def config_for(setting: str, model: str, **extra) -> RunConfig:
     hidden, batch, depth = SETTINGS[setting]
     overrides = {**MODELS[model], **extra}
-    return RunConfig(hidden=hidden, batch_size=batch, latent_dim=16, encoder_depth=depth, step_size=1e-4,
-                     dataset="mnist", preprocessing="static", **overrides)
+    return RunConfig(
+        hidden=hidden,
+        batch_size=batch,
+        latent_dim=16,
+        encoder_depth=depth,
+        step_size=1e-4,
+        dataset="mnist",
+        preprocessing="static",
+        **overrides,
+    )
 
 
 def measure(configs: dict[str, RunConfig], batches, rounds: int = 3, repeats: int = 10) -> dict[str, dict]:
@@ -97,16 +111,22 @@ def measure(configs: dict[str, RunConfig], batches, rounds: int = 3, repeats: in
         for name, step in steps.items():
             times[name].append(time_step(step, repeats=repeats, warmup=2))
     peak = statistics.median(peaks)
-    return {name: {"seconds": min(times[name]), "flops": flops[name], "peak": peak,
-                   "batch": configs[name].batch_size} for name in steps}
+    return {
+        name: {"seconds": min(times[name]), "flops": flops[name], "peak": peak, "batch": configs[name].batch_size}
+        for name in steps
+    }
 
 
 def main() -> None:
     import warnings
+
     warnings.filterwarnings("ignore", message="LAE feature width")  # b512 > h256 breaks Theorem 1's rank condition
     torch.manual_seed(0)
     print(f"threads {torch.get_num_threads()}")
-    print(f"{'setting':18} {'model':14} {'img/s':>8} {'ms/step':>8} {'MFLOP/img':>9} {'% peak':>7} {'t/t_VAE':>7} {'F/F_VAE':>7}")
+    print(
+        f"{'setting':18} {'model':14} {'img/s':>8} {'ms/step':>8} {'MFLOP/img':>9} {'% peak':>7} "
+        f"{'t/t_VAE':>7} {'F/F_VAE':>7}"
+    )
     for setting in SETTINGS:
         hidden, batch, _ = SETTINGS[setting]
         configs = {m: config_for(setting, m) for m in MODELS}
@@ -114,9 +134,11 @@ def main() -> None:
         r = measure(configs, real_batches(batch, 8))
         base = r["vae"]
         for name, m in r.items():
-            print(f"{setting:18} {name:14} {batch / m['seconds']:8.0f} {m['seconds'] * 1e3:8.2f} "
-                  f"{m['flops'] / batch / 1e6:9.2f} {m['flops'] / m['seconds'] / m['peak']:7.1%} "
-                  f"{m['seconds'] / base['seconds']:7.2f} {m['flops'] / base['flops']:7.2f}")
+            print(
+                f"{setting:18} {name:14} {batch / m['seconds']:8.0f} {m['seconds'] * 1e3:8.2f} "
+                f"{m['flops'] / batch / 1e6:9.2f} {m['flops'] / m['seconds'] / m['peak']:7.1%} "
+                f"{m['seconds'] / base['seconds']:7.2f} {m['flops'] / base['flops']:7.2f}"
+            )
         print(f"{'':18} matmul peak {r['vae']['peak'] / 1e9:.0f} GFLOP/s")
 
 

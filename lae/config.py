@@ -1,13 +1,17 @@
 """One run's configuration: a flat dataclass with documented fields (CleanRL style), and the typed
-per-model configs it builds (pythae style). `validate()` rejects bad values before any training."""
+per-model config it builds (pythae style; each family's config class lives beside its model, listed in
+lae.families). `validate()` rejects bad values before any training."""
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-MODELS = ("vae", "iwae", "lvae", "lae")
-DATASETS = ("mnist", "fashion-mnist", "digits")
-PREPROCESSING = ("dynamic", "static", "8bit")
+from lae.data import DATASETS, PREPROCESSING
+from lae.families import FAMILIES
+from lae.models import ModelConfig
+
+MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -28,19 +32,26 @@ class RunConfig:
 
     model: str = _doc("lae", "model family", choices=MODELS)
     dataset: str = _doc("mnist", "dataset", choices=DATASETS)
-    preprocessing: str = _doc("dynamic", "dynamic/static binarization (Bernoulli likelihood) or 8bit (discretized "
-                              "logistic)", choices=PREPROCESSING)
+    preprocessing: str = _doc(
+        "dynamic",
+        "dynamic/static binarization (Bernoulli likelihood) or 8bit (discretized logistic)",
+        choices=PREPROCESSING,
+    )
     latent_dim: int = _doc(16, "latent dimension D")
     encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)")
     decoder_depth: int | None = _doc(None, "hidden layers of the decoder (default: mirror the encoder)")
     hidden: int = _doc(256, "units per hidden layer (H, the feature width of g(x) when encoder_depth > 0)")
-    step_size: float | None = _doc(None, "Langevin step size (default: the model's, LAE 1e-4 on Phi, LVAE 1e-2 on z; "
-                                   "LAE: halve it when doubling batch_size)")
+    step_size: float | None = _doc(
+        None,
+        "Langevin step size (default: the model's, LAE 1e-4 on Phi, LVAE 1e-2 on z; "
+        "LAE: halve it when doubling batch_size)",
+    )
     n_chains: int = _doc(1, "LAE: independent ALD chains on Phi")
     n_steps: int = _doc(2, "T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)")
     mh: bool = _doc(True, "Metropolis-Hastings correction (MALA); off: unadjusted Langevin")
-    target_accept: float | None = _doc(None, "LAE: adapt step_size while training toward this MH acceptance rate "
-                                       "(default: fixed step)")
+    target_accept: float | None = _doc(
+        None, "LAE: adapt step_size while training toward this MH acceptance rate (default: fixed step)"
+    )
     k: int = _doc(5, "IWAE importance samples")
     epochs: int = _doc(1, "training epochs")
     batch_size: int = _doc(100, "minibatch size")
@@ -48,8 +59,9 @@ class RunConfig:
     lr: float = _doc(1e-3, "learning rate")
     seed: int = _doc(0, "the one seed: parameters, minibatch order, binarization, Langevin noise")
     train_size: int | None = _doc(None, "use only the first N training images (default: all)")
-    val_size: int | None = _doc(None, "validation images carved from the end of the training set (default: the "
-                                "dataset's)")
+    val_size: int | None = _doc(
+        None, "validation images carved from the end of the training set (default: the dataset's)"
+    )
     device: str = _doc("auto", "device (auto uses CUDA where available)", choices=DEVICES)
     data_dir: str | None = _doc(None, "dataset directory (default: $LAE_BENCH_DATA, then the user cache)")
 
@@ -61,9 +73,14 @@ class RunConfig:
     def dec_depth(self) -> int:
         return self.encoder_depth if self.decoder_depth is None else self.decoder_depth
 
-    def validate(self) -> "RunConfig":
-        for name, choices in (("model", MODELS), ("dataset", DATASETS), ("preprocessing", PREPROCESSING),
-                              ("optimizer", OPTIMIZERS), ("device", DEVICES)):
+    def validate(self) -> RunConfig:
+        for name, choices in (
+            ("model", MODELS),
+            ("dataset", DATASETS),
+            ("preprocessing", PREPROCESSING),
+            ("optimizer", OPTIMIZERS),
+            ("device", DEVICES),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
@@ -91,7 +108,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -99,54 +116,17 @@ class RunConfig:
         return cls(**d)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """What every model shares: the networks and the likelihood."""
-    n_pixels: int
-    latent_dim: int = 16
-    encoder_depth: int = 1
-    decoder_depth: int = 1
-    hidden: int = 256
-    likelihood: str = "bernoulli"  # bernoulli | logistic | gaussian (tests: fixed noise_std)
-    noise_std: float = 1.0  # gaussian likelihood only
-
-
-@dataclass(frozen=True)
-class VAEConfig(ModelConfig):
-    pass
-
-
-@dataclass(frozen=True)
-class IWAEConfig(ModelConfig):
-    k: int = 5  # importance samples in the bound
-
-
-@dataclass(frozen=True)
-class LVAEConfig(ModelConfig):
-    step_size: float = 1e-2  # MALA step on z (per data point)
-    n_steps: int = 2
-    mh: bool = True
-
-
-@dataclass(frozen=True)
-class LAEConfig(ModelConfig):
-    step_size: float = 1e-4  # ALD step on Phi (the initial one when target_accept is set)
-    n_chains: int = 1
-    n_steps: int = 2
-    mh: bool = True
-    target_accept: float | None = None  # adapt log step_size by Robbins-Monro while training (None: fixed)
-
-
 def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
-    common = dict(n_pixels=n_pixels, latent_dim=run.latent_dim, encoder_depth=run.encoder_depth,
-                  decoder_depth=run.dec_depth, hidden=run.hidden, likelihood=run.likelihood)
-    if run.model == "vae":
-        return VAEConfig(**common)
-    if run.model == "iwae":
-        return IWAEConfig(**common, k=run.k)
-    if run.model == "lvae":
-        step = LVAEConfig.step_size if run.step_size is None else run.step_size
-        return LVAEConfig(**common, step_size=step, n_steps=run.n_steps, mh=run.mh)
-    step = LAEConfig.step_size if run.step_size is None else run.step_size
-    return LAEConfig(**common, step_size=step, n_chains=run.n_chains, n_steps=run.n_steps, mh=run.mh,
-                     target_accept=run.target_accept)
+    """The config of run.model's family: the shared fields, and those of the family's `run_options` that are set
+    in `run` (None, e.g. step_size, leaves the family's default)."""
+    config_class = FAMILIES[run.model].config
+    options = {name: getattr(run, name) for name in config_class.run_options if getattr(run, name) is not None}
+    return config_class(
+        n_pixels=n_pixels,
+        latent_dim=run.latent_dim,
+        encoder_depth=run.encoder_depth,
+        decoder_depth=run.dec_depth,
+        hidden=run.hidden,
+        likelihood=run.likelihood,
+        **options,
+    )

@@ -8,20 +8,9 @@ and a gap to the truth is estimator bias, not model quality.
     log_px = importance_sampling(model, x, n_samples=1000, generator=gen)
     log_px = ais(model, x, n_intermediate=500, n_chains=8, n_leapfrog=2, step_size=0.1, generator=gen)
 
-IS proposals (`proposal`):
-- VAE family (VAE, IWAE, LVAE): q(z|x) = N(mu, diag(exp(logvar))) from `model.encode(x)`.
-- LAE: a full-covariance Gaussian built from ALD posterior samples: start from the mean of
-  `model.posterior_samples` (ALD steps from the stored chains, run on chunks of `config.batch_size`
-  images because ALD's step size is tied to the batch size), take up to LAE_NEWTON safeguarded Newton
-  steps toward the posterior mode (a step is kept per image only if it raises log p(x, z)), and use
-  covariance LAE_INFLATE^2 * H^-1, H = Hessian of -log p(x, z) in z at that center (Laplace), its
-  eigenvalues floored at LAE_MIN_PRECISION. The spread of the ALD samples is not used for the
-  width: ALD moves are small and its chains correlated, so their spread says little about the
-  posterior's (too narrow after a few steps from trained chains, far too wide from unconverged
-  ones). The inflation keeps the proposal a little wider than the posterior (a too-narrow proposal
-  makes IS weights heavy-tailed). For a ReLU decoder with Bernoulli or logistic likelihood H >= I
-  (the log-likelihood is concave in the piecewise-linear logits), so the floor of 1, the prior
-  precision, only guards against numerical trouble.
+IS proposals: the model's own, `model.proposal(x, generator, ald_batch)` (lae.models; lae.proposals for the
+Gaussians): the VAE family's q(z|x), LAE's Laplace-shaped Gaussian from its ALD posterior samples. A proposal that
+runs ALD is built on chunks of `model.proposal_images(ald_batch)` images (ALD's step size is tied to its batch size).
 
 AIS (Neal 2001; Wu et al. 2017 for decoder-based models): geometric path
 pi_b(z) ~ N(z; 0, I) p(x|z)^b from b = 0 (the prior, sampled exactly) to b = 1 (the posterior),
@@ -29,31 +18,27 @@ pi_b(z) ~ N(z; 0, I) p(x|z)^b from b = 0 (the prior, sampled exactly) to b = 1 (
 one HMC transition (`n_leapfrog` leapfrog steps, MH-corrected) at each intermediate distribution,
 log-weights accumulated as sum_t (b_t - b_{t-1}) log p(x | z_{t-1}), then log-mean-exp over
 `n_chains` independent chains per image. The leapfrog step size is per image, adapted after every
-transition toward TARGET_ACCEPT mean acceptance over that image's chains (the kernel at step t
-depends only on the past, so every transition still leaves pi_{b_t} invariant). Images and chains
+transition toward TARGET_ACCEPT mean acceptance over that image's chains (lae.adaptation.sign_rule; the kernel
+at step t depends only on the past, so every transition still leaves pi_{b_t} invariant). Images and chains
 are one (C, N, D) tensor; each leapfrog step costs one decoder forward + backward in z.
 Cost: n_intermediate * n_leapfrog * n_chains likelihood-and-gradient evaluations per image.
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from .likelihoods import LOG_2PI
+from lae import adaptation
+from lae.utils import model_device
 
-LAE_N_FIT = 32  # ALD posterior samples per image used to place the LAE proposal
-LAE_INFLATE = 1.2  # proposal std inflation for LAE (multiplies the covariance by its square)
-LAE_NEWTON = 3  # Newton steps from the ALD sample mean toward the posterior mode (kept only if they help)
-LAE_MIN_PRECISION = 1.0  # eigenvalue floor of the Laplace precision (nats per unit z^2)
 AIS_INTERMEDIATE = 500  # defaults of the headline AIS estimate (bench.metrics "default"/"full" presets)
 AIS_CHAINS = 8
 AIS_LEAPFROG = 2
 AIS_STEP_SIZE = 0.1  # initial leapfrog step in z; adapted per image
-TARGET_ACCEPT = 0.65  # HMC acceptance the per-image step size is adapted toward
-ADAPT_RATE = 0.05  # log step size moves by ADAPT_RATE * sign(acceptance - TARGET_ACCEPT) per transition
+TARGET_ACCEPT = 0.65  # HMC acceptance the per-image step size is adapted toward (lae.adaptation.sign_rule)
 LAE_ALD_BATCH = 100  # images per ALD run when the caller does not pass RunConfig.batch_size
 DEFAULT_BATCH = 2048  # (sample, image) pairs per decoder call
 
@@ -61,10 +46,6 @@ DEFAULT_BATCH = 2048  # (sample, image) pairs per decoder call
 # ----------------------------------------------------------------------------------------- helpers
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(a, dim) - math.log(a.shape[dim])
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def loglik_and_grad(model, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,83 +58,27 @@ def loglik_and_grad(model, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tens
     return ll.detach(), g
 
 
-def _grad_hessian(model, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-log p(x_i, z_i) (N,), its gradient (N, D) and Hessian (N, D, D) in z_i for each image,
-    z (N, D). Images are independent, so D double-backward passes of the summed gradient give every
-    image's Hessian rows."""
-    d = z.shape[-1]
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        energy = -model.log_joint(x, z)
-        (g,) = torch.autograd.grad(energy.sum(), z, create_graph=True)
-        rows = [torch.autograd.grad(g[:, j].sum(), z, retain_graph=j < d - 1)[0] for j in range(d)]
-    h = torch.stack(rows, 1).detach()
-    return energy.detach(), g.detach(), 0.5 * (h + h.transpose(1, 2))
-
-
-def _floored_inverse(h: torch.Tensor) -> torch.Tensor:
-    """(N, D, D) symmetric -> inverse with eigenvalues floored at LAE_MIN_PRECISION, float64."""
-    evals, evecs = torch.linalg.eigh(h.double())
-    return (evecs / evals.clamp(min=LAE_MIN_PRECISION).unsqueeze(-2)) @ evecs.transpose(-1, -2)
-
-
-# ---------------------------------------------------------------------------------------- proposals
-@dataclass
-class GaussianProposal:
-    """q(z | x_i) = N(mean_i, L_i L_i^T): mean (N, D), scale_tril (N, D, D) lower triangular."""
-    mean: torch.Tensor
-    scale_tril: torch.Tensor
-
-    def sample(self, k: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """k draws per image and their log q: (k, N, D), (k, N) nats."""
-        eps = torch.randn((k, *self.mean.shape), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        z = self.mean + torch.einsum("nij,knj->kni", self.scale_tril, eps)
-        log_det = torch.diagonal(self.scale_tril, dim1=-2, dim2=-1).log().sum(-1)  # (N,)
-        log_q = -0.5 * (eps * eps).sum(-1) - log_det - 0.5 * self.mean.shape[-1] * LOG_2PI
-        return z, log_q
-
-
-def proposal(model, x: torch.Tensor, generator, ald_batch: int = LAE_ALD_BATCH) -> GaussianProposal:
-    """The model's own IS proposal for images x (N, P) (see the module docstring). ald_batch: LAE
-    only, images per ALD run (the batch size its step size was trained with)."""
-    if hasattr(model, "encode"):  # VAE family: q(z|x)
-        with torch.no_grad():
-            mu, logvar = model.encode(x)
-        return GaussianProposal(mu, torch.diag_embed((0.5 * logvar).exp()))
-    if hasattr(model, "phi"):  # LAE
-        return lae_proposal(model, x, generator, ald_batch)
-    raise TypeError(f"no importance-sampling proposal for {type(model).__name__}")
-
-
-def lae_proposal(model, x: torch.Tensor, generator, ald_batch: int = LAE_ALD_BATCH, n_fit: int = LAE_N_FIT,
-                 inflate: float = LAE_INFLATE) -> GaussianProposal:
-    """Laplace-shaped Gaussian started from LAE's ALD posterior samples (module docstring).
-    ALD runs on chunks of ald_batch images (pass RunConfig.batch_size)."""
-    center = torch.cat([model.posterior_samples(xb, n_fit, generator).detach().mean(0) for xb in x.split(ald_batch)])
-    energy, g, h = _grad_hessian(model, x, center)
-    for _ in range(LAE_NEWTON):  # safeguarded Newton toward the mode: a step is kept only where it lowers the energy
-        cand = center - (_floored_inverse(h) @ g.double().unsqueeze(-1)).squeeze(-1).to(center.dtype)
-        e2, g2, h2 = _grad_hessian(model, x, cand)
-        better = e2 < energy
-        m = better.view(-1, 1)
-        center, energy = torch.where(m, cand, center), torch.where(better, e2, energy)
-        g, h = torch.where(m, g2, g), torch.where(m.unsqueeze(-1), h2, h)
-    cov = inflate ** 2 * _floored_inverse(h)
-    return GaussianProposal(center, torch.linalg.cholesky(cov).to(center.dtype))
-
-
 # ------------------------------------------------------------------------------ importance sampling
-def importance_sampling(model, x: torch.Tensor, n_samples: int, generator, batch_size: int = DEFAULT_BATCH,
-                        ald_batch: int = LAE_ALD_BATCH, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
+def importance_sampling(
+    model,
+    x: torch.Tensor,
+    n_samples: int,
+    generator,
+    batch_size: int = DEFAULT_BATCH,
+    ald_batch: int = LAE_ALD_BATCH,
+    on_chunk: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K, z_k ~ q (the model's
     proposal): (N,) nats per image. Batched over images and samples: at most `batch_size`
     (sample, image) pairs per decoder call. ald_batch: LAE only, pass RunConfig.batch_size (ALD's
     step size is tuned to it). on_chunk(n_images_in_chunk) reports progress."""
-    x = x.to(_device(model))
-    data_chunk = ald_batch if hasattr(model, "phi") else max(1, batch_size // min(n_samples, batch_size))
+    x = x.to(model_device(model))
+    data_chunk = model.proposal_images(ald_batch)
+    if data_chunk is None:  # as many images as fit n_samples draws each in one decoder call
+        data_chunk = max(1, batch_size // min(n_samples, batch_size))
     out = []
     for xb in x.split(data_chunk):
-        q = proposal(model, xb, generator, ald_batch)
+        q = model.proposal(xb, generator, ald_batch)
         k_chunk = max(1, batch_size // xb.shape[0])
         log_w = []
         with torch.no_grad():
@@ -166,7 +91,6 @@ def importance_sampling(model, x: torch.Tensor, n_samples: int, generator, batch
     return torch.cat(out)
 
 
-
 # ------------------------------------------------------------------------------------------------ AIS
 def sigmoid_schedule(n_intermediate: int, delta: float = 4.0) -> torch.Tensor:
     """Inverse temperatures 0 = b_0 < b_1 < ... < b_K < b_{K+1} = 1 (K = n_intermediate), float64,
@@ -176,9 +100,19 @@ def sigmoid_schedule(n_intermediate: int, delta: float = 4.0) -> torch.Tensor:
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def ais(model, x: torch.Tensor, n_intermediate: int = AIS_INTERMEDIATE, n_chains: int = AIS_CHAINS,
-        n_leapfrog: int = AIS_LEAPFROG, step_size: float = AIS_STEP_SIZE, generator=None, batch_size: int = DEFAULT_BATCH, adapt: bool = True,
-        on_chunk: Callable[[int], None] | None = None, diagnostics: dict | None = None) -> torch.Tensor:
+def ais(
+    model,
+    x: torch.Tensor,
+    n_intermediate: int = AIS_INTERMEDIATE,
+    n_chains: int = AIS_CHAINS,
+    n_leapfrog: int = AIS_LEAPFROG,
+    step_size: float = AIS_STEP_SIZE,
+    generator=None,
+    batch_size: int = DEFAULT_BATCH,
+    adapt: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+    diagnostics: dict | None = None,
+) -> torch.Tensor:
     """AIS estimate of log p(x): (N,) nats per image (module docstring for the algorithm).
 
     n_intermediate: distributions strictly between prior and posterior (one HMC transition each);
@@ -186,7 +120,7 @@ def ais(model, x: torch.Tensor, n_intermediate: int = AIS_INTERMEDIATE, n_chains
     step_size: initial leapfrog step (units of z), adapted per image unless adapt=False.
     Images are processed in chunks of batch_size // n_chains. diagnostics, if given, receives
     "accept" (mean HMC acceptance) and "step_size" (mean final step size)."""
-    x = x.to(_device(model))
+    x = x.to(model_device(model))
     betas = sigmoid_schedule(n_intermediate).tolist()
     chunk = max(1, batch_size // n_chains)
     out, accepts, steps = [], [], []
@@ -210,23 +144,24 @@ def _ais_chunk(model, x, betas, n_chains, n_leapfrog, step_size, generator, adap
     z = torch.randn((n_chains, n, d), **kw)  # exact draws from pi_0 = N(0, I)
     ll, gll = loglik_and_grad(model, x, z)
     log_w = torch.zeros(n_chains, n, dtype=torch.float64, device=x.device)
-    eps = torch.full((n,), float(step_size), device=x.device, dtype=x.dtype)
+    eps0 = torch.full((n,), float(step_size), device=x.device, dtype=x.dtype)
+    eps_state = adaptation.init(eps0.log(), eps0)  # the leapfrog step per image, (N,)
     acc_total, n_trans = 0.0, 0
     for t in range(1, len(betas) - 1):
         b = betas[t]
         log_w += (b - betas[t - 1]) * ll.double()
         # One HMC transition leaving pi_b invariant. U(z) = |z|^2 / 2 - b log p(x|z).
-        e = eps.view(1, n, 1)
+        e = adaptation.final(eps_state).view(1, n, 1)
         p = torch.randn((n_chains, n, d), **kw)
         u0 = 0.5 * (z * z).sum(-1) - b * ll
         h0 = u0 + 0.5 * (p * p).sum(-1)
         zn, lln, glln = z, ll, gll
         pn = p - 0.5 * e * (zn - b * glln)
-        for step in range(n_leapfrog):
+        for leap in range(n_leapfrog):
             zn = zn + e * pn
             lln, glln = loglik_and_grad(model, x, zn)
             grad_u = zn - b * glln
-            pn = pn - (e if step < n_leapfrog - 1 else 0.5 * e) * grad_u
+            pn = pn - (e if leap < n_leapfrog - 1 else 0.5 * e) * grad_u
         h1 = 0.5 * (zn * zn).sum(-1) - b * lln + 0.5 * (pn * pn).sum(-1)
         log_alpha = torch.nan_to_num(h0 - h1, nan=-math.inf)
         u = torch.rand(log_alpha.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -237,6 +172,6 @@ def _ais_chunk(model, x, betas, n_chains, n_leapfrog, step_size, generator, adap
         acc_total += rate.mean().item()
         n_trans += 1
         if adapt:
-            eps = eps * torch.exp(ADAPT_RATE * torch.sign(rate - TARGET_ACCEPT))
+            eps_state = adaptation.sign_rule(eps_state, rate, TARGET_ACCEPT)
     log_w += (betas[-1] - betas[-2]) * ll.double()
-    return log_w, acc_total / max(1, n_trans), eps
+    return log_w, acc_total / max(1, n_trans), adaptation.final(eps_state)

@@ -5,21 +5,46 @@ gradient descent: it is the state of ALD, a MALA chain on V(Phi) = sum_i [-log p
 over the minibatch (lae.mala.ald_energy), persisting from minibatch to minibatch. The decoder theta
 and the trunk psi are trained on the mean energy over the n_steps Langevin states and the chains.
 
+Per training minibatch, `loss(x)` runs the chains and returns the loss, keeping the chains' new Phi and the
+adapted step size (lae.adaptation.robbins_monro when target_accept is set); the trainer applies them with `update()`
+after the optimizer step. The adapted step lives in the buffer `log_step_size` (checkpointed, used for inference).
+
 Cost per minibatch: one trunk forward, n_steps + 1 energy evaluations (forward + gradient in z only),
 and one backward through the evaluations that became chain states (their graphs are reused, not
 recomputed).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from . import mala
-from .config import LAEConfig
-from .models import LatentModel
-from .nets import mlp, trunk_dim
+from lae import adaptation, mala, proposals
+from lae.models import LatentModel, ModelConfig
+from lae.nets import mlp, trunk_dim
+
+PROPOSAL_SAMPLES = 32  # ALD posterior samples per image whose mean starts the IS proposal (lae.proposals.laplace)
+
+
+@dataclass(frozen=True)
+class LAEConfig(ModelConfig):
+    step_size: float = 1e-4  # ALD step on Phi (the initial one when target_accept is set)
+    n_chains: int = 1
+    n_steps: int = 2
+    mh: bool = True
+    target_accept: float | None = None  # adapt log step_size by Robbins-Monro while training (None: fixed)
+    run_options = ("step_size", "n_chains", "n_steps", "mh", "target_accept")
+
+
+class _Proposed(NamedTuple):
+    """What a training-mode `loss` leaves for `update`: the chains' new Phi (C, D, H) and log step size ()."""
+
+    phi: torch.Tensor
+    log_step_size: torch.Tensor
 
 
 class LAE(LatentModel):
@@ -35,13 +60,13 @@ class LAE(LatentModel):
         self.register_buffer("phi", phi)
         # The step size in use: config.step_size, or its adapted value when target_accept is set.
         self.register_buffer("log_step_size", torch.tensor(math.log(config.step_size)))
+        self._proposed: _Proposed | None = None  # left by a training-mode loss, applied by update()
         self._warned = False
 
     @property
     def step_size(self) -> float:
-        return math.exp(float(self.log_step_size))
-
-    ADAPT_RATE = 0.1  # Robbins-Monro gain on log step_size per minibatch
+        """The ALD step size in use (per weight of Phi)."""
+        return adaptation.final(adaptation.init(self.log_step_size))
 
     def energy_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """V per chain: z (C, N, D) -> (C,) nats, summed over the N images."""
@@ -49,30 +74,34 @@ class LAE(LatentModel):
 
     def _check_rank(self, n: int) -> None:
         if self.n_features < n and not self._warned:
-            warnings.warn(f"LAE feature width {self.n_features} < batch size {n}: g(x) cannot have rank n, so "
-                          "ALD's samples are not exact posterior samples (Theorem 1); raise hidden or lower batch_size",
-                          stacklevel=3)
+            warnings.warn(
+                f"LAE feature width {self.n_features} < batch size {n}: g(x) cannot have rank n, so "
+                "ALD's samples are not exact posterior samples (Theorem 1); raise hidden or lower batch_size",
+                stacklevel=3,
+            )
             self._warned = True
 
-    def run_chains(self, x, generator, features=None, on_eval=None, phi=None):
-        """n_steps ALD moves on Phi for the minibatch x (N, P), starting from `phi` (default: the
-        stored chains). Returns (final state, list of infos, features)."""
+    def run_chains(self, x, generator, on_eval=None) -> tuple[mala.MALAState, list[mala.MALAInfo]]:
+        """n_steps ALD moves on Phi for the minibatch x (N, P), from the stored chains (left unchanged).
+        on_eval: see mala.ald_energy. Returns (final state, the steps' infos)."""
         c = self.config
         self._check_rank(x.shape[0])
-        g = self.trunk(x) if features is None else features
-        energy_fn = mala.ald_energy(g, lambda z: self.energy_z(x, z), on_eval)
-        state = mala.init(self.phi if phi is None else phi, energy_fn)
+        energy_fn = mala.ald_energy(self.trunk(x), lambda z: self.energy_z(x, z), on_eval)
+        state = mala.init(self.phi, energy_fn)
         infos = []
         step_size = self.step_size
         for _ in range(c.n_steps):
             state, info = mala.step(generator, state, energy_fn, step_size, c.mh)
             infos.append(info)
-        return state, infos, g
+        return state, infos
 
     def loss(self, x, generator):
+        """Training: the mean energy over the chains' states after steps 1..T (nats per image), to train the
+        decoder and the trunk; the chains' new Phi and the adapted step size are kept for `update`. Eval mode: the
+        mean energy, nothing kept."""
         c, n = self.config, x.shape[0]
         evals: list[torch.Tensor] = []  # energies (C,) at the T + 1 evaluated points, with graphs
-        state, infos, _ = self.run_chains(x, generator, on_eval=evals.append if self.training else None)
+        state, infos = self.run_chains(x, generator, on_eval=evals.append if self.training else None)
         accept = torch.stack([i.acceptance_rate for i in infos]).mean().item()
         if not self.training:
             mean_energy = torch.stack([i.energy for i in infos]).mean() / n
@@ -86,10 +115,20 @@ class LAE(LatentModel):
             weights[held, chains] += 1.0
         used = [s for s in range(c.n_steps + 1) if weights[s].any()]
         loss = sum((weights[s] * evals[s]).sum() for s in used) / (c.n_steps * c.n_chains * n)
-        self.phi = state.position  # rebind, not copy_: the graphs of the evaluations still hold the old Phi
+        step = adaptation.init(self.log_step_size)
         if c.target_accept is not None:
-            self.log_step_size += self.ADAPT_RATE * (accept - c.target_accept)
-        return loss, {"accept": accept, "step_size": self.step_size}
+            step = adaptation.robbins_monro(step, accept, c.target_accept)
+        self._proposed = _Proposed(state.position, step.log_step_size)
+        return loss, {"accept": accept, "step_size": adaptation.final(step)}
+
+    def update(self) -> None:
+        """Move to the chains' state and step size proposed by the last training-mode `loss` (once)."""
+        if self._proposed is None:
+            return
+        # Rebind, not copy_: the graphs of that loss's energy evaluations hold the old Phi.
+        self.phi = self._proposed.phi
+        self.log_step_size.copy_(self._proposed.log_step_size)
+        self._proposed = None
 
     def representation(self, x):
         return torch.matmul(self.trunk(x), self.phi.mean(0).t())
@@ -107,3 +146,14 @@ class LAE(LatentModel):
             state, _ = mala.step(generator, state, energy_fn, step_size, c.mh)
             out.append(torch.matmul(g, state.position.transpose(1, 2)))  # (C, N, D)
         return torch.cat(out)[:n]
+
+    def proposal(self, x, generator, ald_batch):
+        """Laplace-shaped Gaussian (lae.proposals.laplace) started from the mean of PROPOSAL_SAMPLES ALD samples
+        per image, ALD run on chunks of ald_batch images (the batch size its step size was trained with)."""
+        center = torch.cat(
+            [self.posterior_samples(xb, PROPOSAL_SAMPLES, generator).detach().mean(0) for xb in x.split(ald_batch)]
+        )
+        return proposals.laplace(self.log_joint, x, center)
+
+    def proposal_images(self, ald_batch):
+        return ald_batch

@@ -4,6 +4,7 @@ Bernoulli on logits for binarized data (x in {0, 1}); discretized logistic for 8
 (x = k / 255, bins of width 1/255, the outermost bins extended to +-infinity, as in the LAE paper
 and PixelCNN++). Bits per dimension = -log p(x) / (P * ln 2).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ class Bernoulli(nn.Module):
             flat = s.reshape(-1)
             # For x in [0, 1], s^2 <= 1 with equality iff x is 0 or 1: binary iff sum s^2 == numel
             # (exact in float32 below 2^24 elements; one pass instead of abs, eq and all).
-            binary = flat.numel() < 2 ** 24 and float(torch.dot(flat, flat)) == flat.numel()
+            binary = flat.numel() < 2**24 and float(torch.dot(flat, flat)) == flat.numel()
             self._cache = (x, x._version, s if binary else None)
         return self._cache[2]
 

@@ -13,9 +13,11 @@ gradient of an accepted proposal are carried in the state, so T steps cost T + 1
     state = init(position, energy_fn)
     state, info = step(generator, state, energy_fn, step_size)
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -33,7 +35,6 @@ class MALAInfo(NamedTuple):
     acceptance_rate: torch.Tensor  # (C,) min(1, exp(log alpha)); 1 when MH is off
     is_accepted: torch.Tensor  # (C,) bool
     energy: torch.Tensor  # (C,) energy of the new state
-    proposal_energy: torch.Tensor  # (C,) energy of the proposal
 
 
 def init(position: torch.Tensor, energy_fn: EnergyFn) -> MALAState:
@@ -45,8 +46,9 @@ def _sum_event(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(1)
 
 
-def step(generator: torch.Generator | None, state: MALAState, energy_fn: EnergyFn,
-         step_size: float, mh: bool = True) -> tuple[MALAState, MALAInfo]:
+def step(
+    generator: torch.Generator | None, state: MALAState, energy_fn: EnergyFn, step_size: float, mh: bool = True
+) -> tuple[MALAState, MALAInfo]:
     """One MALA move of every chain at once. step_size is in units of position^2 per unit energy."""
     pos, energy, grad = state
     noise = torch.randn(pos.shape, generator=generator, device=pos.device, dtype=pos.dtype)
@@ -65,13 +67,17 @@ def step(generator: torch.Generator | None, state: MALAState, energy_fn: EnergyF
         accepted = torch.log(u) < log_alpha
         rate = log_alpha.clamp(max=0.0).exp()
     mask = accepted.reshape(-1, *([1] * (pos.dim() - 1)))
-    new = MALAState(torch.where(mask, proposal, pos), torch.where(accepted, prop_energy, energy),
-                    torch.where(mask, prop_grad, grad))
-    return new, MALAInfo(rate, accepted, new.energy, prop_energy)
+    new = MALAState(
+        torch.where(mask, proposal, pos), torch.where(accepted, prop_energy, energy), torch.where(mask, prop_grad, grad)
+    )
+    return new, MALAInfo(rate, accepted, new.energy)
 
 
-def ald_energy(features: torch.Tensor, energy_z: Callable[[torch.Tensor], torch.Tensor],
-               on_eval: Callable[[torch.Tensor], None] | None = None) -> EnergyFn:
+def ald_energy(
+    features: torch.Tensor,
+    energy_z: Callable[[torch.Tensor], torch.Tensor],
+    on_eval: Callable[[torch.Tensor], None] | None = None,
+) -> EnergyFn:
     """Energy function on the last-layer weights Phi (C, D, H) for fixed features g(x) (N, H).
 
     energy_z maps z (C, N, D) to per-chain energies (C,) summed over the N points, at temperature 1.

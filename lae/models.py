@@ -1,15 +1,45 @@
-"""The interface every model family shares, and `build_model`.
+"""The interface every model family shares. Each family (lae.vae, lae.lae) states what it offers by overriding
+these methods; lae.families lists the families and builds them.
 
-Shapes: x (N, P) images in [0, 1]; z (..., N, D). Losses are in nats per image.
+Shapes: x (N, P) images in [0, 1]; z (..., N, D). Losses and log-densities are in nats per image.
+
+What the harness and the estimators ask of a model:
+    loss(x, generator) -> (scalar, stats)   training objective; then, after the optimizer step, update()
+    elbo(x, generator) -> (N,) | None        single-sample ELBO, None for a family without one (LAE)
+    proposal(x, generator, ald_batch)       importance-sampling proposal, a GaussianProposal over (N, D)
+    proposal_images(ald_batch) -> int | None how many images `proposal` must be built from at once
+    posterior_samples(x, n, generator)      (n, N, D) approximate posterior samples
+    representation(x) -> (N, D)             deterministic, differentiable code
+    log_joint(x, z), generate(n, generator)
 """
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .config import LAEConfig, LVAEConfig, IWAEConfig, ModelConfig, VAEConfig
-from .likelihoods import log_prior, make_likelihood
-from .nets import Decoder
+from lae.likelihoods import log_prior, make_likelihood
+from lae.nets import Decoder
+from lae.proposals import GaussianProposal
+from lae.utils import model_device
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every model shares: the networks and the likelihood. Each family's config (lae.vae, lae.lae)
+    extends it and names, in `run_options`, the RunConfig fields it takes."""
+
+    n_pixels: int
+    latent_dim: int = 16
+    encoder_depth: int = 1
+    decoder_depth: int = 1
+    hidden: int = 256
+    likelihood: str = "bernoulli"  # bernoulli | logistic | gaussian (tests: fixed noise_std)
+    noise_std: float = 1.0  # gaussian likelihood only
+    run_options: ClassVar[tuple[str, ...]] = ()  # RunConfig fields this family takes (None there: the default)
 
 
 class LatentModel(nn.Module):
@@ -30,13 +60,27 @@ class LatentModel(nn.Module):
         return log_prior(z) + self.log_likelihood(x, z)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
-        """Training objective (scalar, nats per image) and float diagnostics. In eval mode a model
-        leaves its state (LAE's chains) untouched."""
+        """Training objective (scalar, nats per image) and float diagnostics. Changes no state: a family with a
+        state of its own (LAE's chains and step size) keeps the new one for `update`."""
         raise NotImplementedError
+
+    def update(self) -> None:
+        """Apply the state proposed by the last training-mode `loss` (the trainer calls it after the optimizer
+        step). Nothing to apply for families without a state of their own."""
 
     def elbo(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
         """Single-sample ELBO per image, (N,) nats, for families that have one; None for those that
         do not (LAE: no variational distribution)."""
+        return None
+
+    def proposal(self, x: torch.Tensor, generator: torch.Generator | None, ald_batch: int) -> GaussianProposal:
+        """The family's importance-sampling proposal q(z | x) for images x (N, P), over z (N, D). ald_batch: the
+        batch size a sampler inside the proposal was tuned to (LAE's ALD); others ignore it."""
+        raise NotImplementedError(f"{type(self).__name__} has no importance-sampling proposal")
+
+    def proposal_images(self, ald_batch: int) -> int | None:
+        """How many images `proposal` must be built from at once: None (any number) unless the proposal runs a
+        sampler whose step size is tied to its batch size (LAE: ald_batch)."""
         return None
 
     def posterior_samples(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -50,14 +94,5 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """n images from the prior through the decoder's mean: (n, P)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=model_device(self))
         return self.likelihood.mean(self.decoder(z))
-
-
-def build_model(config: ModelConfig) -> LatentModel:
-    from .lae import LAE
-    from .vae import IWAE, LVAE, VAE
-
-    kinds = {VAEConfig: VAE, IWAEConfig: IWAE, LVAEConfig: LVAE, LAEConfig: LAE}
-    return kinds[type(config)](config)

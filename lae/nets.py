@@ -3,6 +3,7 @@
 Shapes: x is (N, P) with P = pixels per image; z is (..., D) with D = latent_dim.
 `depth` counts hidden layers: depth 0 is a linear map (the seed project's setting).
 """
+
 from __future__ import annotations
 
 import torch

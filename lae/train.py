@@ -1,21 +1,24 @@
 """Training, separate from the models: seeding in one place, the epoch loop, checkpoints.
 
-    result = fit(RunConfig(model="lae", dataset="digits"))
+result = fit(RunConfig(model="lae", dataset="digits"))
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from . import data as data_lib
-from .config import RunConfig, model_config
-from .models import LatentModel, build_model
+from lae import data as data_lib
+from lae.config import RunConfig, model_config
+from lae.families import build_model
+from lae.models import LatentModel
+from lae.utils import atomic_path, progress_bar
 
 CHECKPOINT_FORMAT = 1
 
@@ -38,8 +41,14 @@ class TrainResult:
     seconds: float = 0.0
 
     def summary(self) -> dict:
-        return {"config": self.config.to_dict(), "train_loss": self.train_loss, "val_loss": self.val_loss,
-                "accept": self.accept, "train_seconds": self.seconds, "units": "nats per image"}
+        return {
+            "config": self.config.to_dict(),
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "accept": self.accept,
+            "train_seconds": self.seconds,
+            "units": "nats per image",
+        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,8 +76,13 @@ def make_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
 
 
 def load_data(config: RunConfig) -> data_lib.Dataset:
-    return data_lib.load(config.dataset, config.preprocessing, data_dir=config.data_dir,
-                         val_size=config.val_size, train_size=config.train_size)
+    return data_lib.load(
+        config.dataset,
+        config.preprocessing,
+        data_dir=config.data_dir,
+        val_size=config.val_size,
+        train_size=config.train_size,
+    )
 
 
 def new_model(config: RunConfig, n_pixels: int, device: torch.device) -> LatentModel:
@@ -92,8 +106,12 @@ def evaluate_loss(model: LatentModel, split: data_lib.Split, batch_size: int, se
     return total / n, accept / n
 
 
-def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bool = False,
-        on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
+def fit(
+    config: RunConfig,
+    dataset: data_lib.Dataset | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train one model. on_epoch(epoch, val_loss) is called after each epoch (an Optuna pruner may
     raise from it). Raises DivergenceError when the loss becomes non-finite."""
     config.validate()
@@ -108,7 +126,7 @@ def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bo
     start = time.perf_counter()
     n_batches = math.ceil(len(dataset.train.x) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
-        bar = _progress(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
+        bar = progress_bar(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
         total, accept, n = 0.0, 0.0, 0
         batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
         for step, (x, _) in enumerate(data_lib.batches(dataset.train, config.batch_size, batch_gen, dynamic), 1):
@@ -120,14 +138,13 @@ def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            model.update()  # LAE: the chains' new state and step size, now that the graphs are used
             total += value * len(x)
             accept += stats.get("accept", float("nan")) * len(x)
             n += len(x)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.2f}")
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.2f}")
+        bar.close()
         result.train_loss.append(total / n)
         result.accept.append(accept / n)
         val, _ = evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)
@@ -140,22 +157,14 @@ def fit(config: RunConfig, dataset: data_lib.Dataset | None = None, progress: bo
     return result
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
 def save_checkpoint(result: TrainResult, path: str | Path) -> Path:
-    """State dict plus config, written atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "config": result.config.to_dict(),
-                "state_dict": result.model.state_dict()}, tmp)
-    tmp.replace(path)
-    return path
+    """State dict plus config, written atomically (lae.utils.atomic_path); returns the path."""
+    with atomic_path(path) as tmp:
+        torch.save(
+            {"format": CHECKPOINT_FORMAT, "config": result.config.to_dict(), "state_dict": result.model.state_dict()},
+            tmp,
+        )
+    return Path(path)
 
 
 class CheckpointError(ValueError):
@@ -171,8 +180,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel,
         config = RunConfig.from_dict(blob["config"])
         state = blob["state_dict"]
     except Exception as exc:  # corrupt zip, pickle refused, missing keys
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a lae-bench checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a lae-bench checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     biases = [k for k in state if k.startswith("decoder.net.") and k.endswith(".bias")]
     if not biases:
         raise CheckpointError(f"checkpoint {path} has no decoder weights")

@@ -1,5 +1,6 @@
 """One helper per chore, shared by the library and the harness: atomic file writes, progress bars, a
 model's device. (`bench` imports these; `lae` never imports `bench`.)"""
+
 from __future__ import annotations
 
 import contextlib

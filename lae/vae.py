@@ -1,19 +1,39 @@
 """The VAE family: a Gaussian encoder q(z|x) trained on the ELBO (VAE), the importance-weighted
 bound (IWAE, Burda et al. 2015), or the ELBO with the decoder trained on MALA-refined samples
 (Langevin-refined VAE, Hoffman 2017)."""
+
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from . import mala
-from .config import IWAEConfig, LVAEConfig, ModelConfig
-from .likelihoods import LOG_2PI
-from .models import LatentModel
-from .nets import mlp, trunk_dim
+from lae import mala, proposals
+from lae.likelihoods import LOG_2PI
+from lae.models import LatentModel, ModelConfig
+from lae.nets import mlp, trunk_dim
+
+
+@dataclass(frozen=True)
+class VAEConfig(ModelConfig):
+    """The VAE takes the shared fields only."""
+
+
+@dataclass(frozen=True)
+class IWAEConfig(ModelConfig):
+    k: int = 5  # importance samples in the bound
+    run_options = ("k",)
+
+
+@dataclass(frozen=True)
+class LVAEConfig(ModelConfig):
+    step_size: float = 1e-2  # MALA step on z (per data point)
+    n_steps: int = 2
+    mh: bool = True
+    run_options = ("step_size", "n_steps", "mh")
 
 
 class VAE(LatentModel):
@@ -59,6 +79,12 @@ class VAE(LatentModel):
         mu, logvar = self.encode(x)
         return self._draw(mu, logvar, n, generator)[0]
 
+    def proposal(self, x, generator, ald_batch):
+        """The amortized q(z|x) (for LVAE too, without refinement), a diagonal Gaussian."""
+        with torch.no_grad():
+            mu, logvar = self.encode(x)
+        return proposals.diagonal(mu, logvar)
+
 
 class IWAE(VAE):
     config: IWAEConfig
@@ -71,16 +97,19 @@ class IWAE(VAE):
 
 class LVAE(VAE):
     """Encoder on the ELBO; decoder on -log p(x | z_T), z_T after n_steps MALA moves on z from q."""
+
     config: LVAEConfig
 
     def z_energy(self, x: torch.Tensor) -> mala.EnergyFn:
         """Per-image energy -log p(x_i, z_i) on z (N, D): one MALA chain per image."""
+
         def fn(z):
             with torch.enable_grad():
                 z = z.detach().requires_grad_(True)
                 energy = -self.log_joint(x, z)
                 (g,) = torch.autograd.grad(energy.sum(), z)
             return energy.detach(), g
+
         return fn
 
     def refine(self, x, z0, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +135,11 @@ class LVAE(VAE):
             z0 = self._draw(mu, logvar, 1, generator)[0][0]
         z_t, rate = self.refine(x, z0, generator)
         decoder_nll = -self.log_likelihood(x, z_t).mean()
-        return -elbo.mean() + decoder_nll, {"elbo": elbo.mean().item(), "accept": rate.item(),
-                                            "decoder_nll": decoder_nll.item()}
+        return -elbo.mean() + decoder_nll, {
+            "elbo": elbo.mean().item(),
+            "accept": rate.item(),
+            "decoder_nll": decoder_nll.item(),
+        }
 
     def posterior_samples(self, x, n, generator):
         z0 = super().posterior_samples(x, n, generator).detach()  # (n, N, D)

@@ -5,6 +5,7 @@ The PostgreSQL fixture runs initdb in a fresh directory and starts the server on
 refuses to run as root). Missing server binaries or psycopg2: the tests skip, except under CI (``CI`` set), where
 they fail.
 """
+
 from __future__ import annotations
 
 import glob
@@ -82,8 +83,19 @@ def postgres_url():
     if init.returncode != 0:
         shutil.rmtree(data, ignore_errors=True)
         pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
-    start = run(bindir / "pg_ctl", "-D", db, "-l", data / "server.log", "-w", "-t", "60", "-o",
-                f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=50", "start")
+    start = run(
+        bindir / "pg_ctl",
+        "-D",
+        db,
+        "-l",
+        data / "server.log",
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=50",
+        "start",
+    )
     if start.returncode != 0:
         log = (data / "server.log").read_text() if (data / "server.log").exists() else ""
         shutil.rmtree(data, ignore_errors=True)
@@ -104,7 +116,8 @@ val_size = 100
 epochs = {epochs}
 seeds = {seeds}
 metrics = "smoke"
-metric_settings = {{ subset = 50, ais_intermediate = 10, ais_chains = 2, is_samples = 20, probe_train_size = 300, probe_max_iter = 50, adv_subset = 50, pgd_steps = 5, speed_repeats = 1, gen_batch = 50, speed_posterior_samples = 2 }}
+metric_settings = {{ subset = 50, ais_intermediate = 10, ais_chains = 2, is_samples = 20, probe_train_size = 300, \
+probe_max_iter = 50, adv_subset = 50, pgd_steps = 5, speed_repeats = 1, gen_batch = 50, speed_posterior_samples = 2 }}
 """  # the same small budget serves as smoke and default
 
 TINY_SPEC = """
@@ -142,27 +155,44 @@ metrics = "smoke"
 @pytest.fixture
 def tiny_spec(tmp_path):
     """write(name, **fields) -> path of a tiny digits grid spec: (len(values) LAE points + 1 VAE) x seeds trials."""
-    def write(name: str = "tiny", values=(1e-4, 1e-3), mh: bool = True, epochs: int = 1, seeds: int = 2,
-              train_size: int = 300) -> Path:
+
+    def write(
+        name: str = "tiny", values=(1e-4, 1e-3), mh: bool = True, epochs: int = 1, seeds: int = 2, train_size: int = 300
+    ) -> Path:
         path = tmp_path / "sweeps" / f"{name}.toml"
         path.parent.mkdir(exist_ok=True)
         budget = TINY_BUDGET.format(train_size=train_size, epochs=epochs, seeds=seeds)
         path.write_text(TINY_SPEC.format(values=list(values), mh=str(mh).lower(), budget=budget))
         return path
+
     return write
 
 
 def bench_cli(*args, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python -m bench ARGS`` from the repository root; stdout/stderr captured as text."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def bench_popen(*args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "bench", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):

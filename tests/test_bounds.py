@@ -1,5 +1,6 @@
 """On the linear-Gaussian model, where log p(x) is exact: ELBO <= log p(x), and the IWAE bound
 rises toward log p(x) as k grows."""
+
 import math
 
 import torch

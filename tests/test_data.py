@@ -1,4 +1,6 @@
-"""Tests of lae.data on the real dataset files (no mocks). Bad files are built in tmp_path from the real ones."""
+"""Tests of lae.data and lae.idx on the real dataset files (no mocks). Bad files are built in tmp_path from the real
+ones."""
+
 import functools
 import gzip
 import hashlib
@@ -11,16 +13,16 @@ import threading
 import pytest
 import torch
 
-from lae import data
+from lae import data, idx
 
-GZ = [f + ".gz" for f in data.FILES]
+GZ = [f + ".gz" for f in idx.FILES]
 
 
 def _find_real_data():
     candidates = [pathlib.Path(os.environ["LAE_BENCH_DATA"])] if os.environ.get("LAE_BENCH_DATA") else []
     candidates.append(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
     for root in candidates:
-        if all((root / "mnist" / f).exists() or (root / "mnist" / f"{f}.gz").exists() for f in data.FILES):
+        if all((root / "mnist" / f).exists() or (root / "mnist" / f"{f}.gz").exists() for f in idx.FILES):
             return root
     return None
 
@@ -82,7 +84,7 @@ def test_md5_mismatch_names_file(fake_dir, real_dir):
     labels[100] = (labels[100] + 1) % 10  # structurally valid IDX, but not the original file
     bad = _replace(fake_dir, "t10k-labels-idx1-ubyte.gz", gzip.compress(bytes(labels)))
     msg = _load_err(fake_dir)
-    assert str(bad) in msg and "md5" in msg and data.MD5["mnist"]["t10k-labels-idx1-ubyte"] in msg
+    assert str(bad) in msg and "md5" in msg and idx.MD5["mnist"]["t10k-labels-idx1-ubyte"] in msg
 
 
 def test_flipped_byte_in_gz_is_reported(fake_dir, real_dir):
@@ -99,8 +101,9 @@ def test_truncated_gzip_stream(fake_dir, real_dir):
     assert str(bad) in msg and "truncated" in msg
 
 
-@pytest.mark.parametrize("name, keep", [("t10k-labels-idx1-ubyte", 8 + 9_000),
-                                        ("t10k-images-idx3-ubyte", 16 + 784 * 10)])
+@pytest.mark.parametrize(
+    "name, keep", [("t10k-labels-idx1-ubyte", 8 + 9_000), ("t10k-images-idx3-ubyte", 16 + 784 * 10)]
+)
 def test_truncated_raw_file(fake_dir, real_dir, name, keep):
     bad = _replace(fake_dir, name, _raw(real_dir, name)[:keep])  # header still says 10000 items
     msg = _load_err(fake_dir)
@@ -116,7 +119,7 @@ def test_truncated_gzip_of_truncated_payload(fake_dir, real_dir):
 
 @pytest.mark.parametrize("name", ["t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"])
 def test_wrong_magic(fake_dir, name):
-    payload = struct.pack(">II", data.IMAGE_MAGIC, 10_000) + bytes(10_000)  # image magic in a label file
+    payload = struct.pack(">II", idx.IMAGE_MAGIC, 10_000) + bytes(10_000)  # image magic in a label file
     bad = _replace(fake_dir, name, gzip.compress(payload) if name.endswith(".gz") else payload)
     msg = _load_err(fake_dir)
     assert str(bad) in msg and "magic number 2051, expected 2049" in msg
@@ -127,7 +130,7 @@ def test_bad_file_is_never_touched(fake_dir, real_dir, monkeypatch):
     bad = _replace(fake_dir, "t10k-labels-idx1-ubyte.gz", blob)
     stat = bad.stat()
     with _serve(real_dir / "mnist") as url:  # a working mirror: still no re-download over an existing file
-        monkeypatch.setitem(data.MIRRORS, "mnist", url)
+        monkeypatch.setitem(idx.MIRRORS, "mnist", url)
         _load_err(fake_dir, download=True)
     assert bad.read_bytes() == blob and bad.stat().st_mtime_ns == stat.st_mtime_ns
     assert sorted(p.name for p in bad.parent.iterdir()) == sorted(GZ)
@@ -143,7 +146,7 @@ def test_missing_files_without_download(tmp_path, fake_dir):
 
 
 def test_missing_files_unreachable_mirror(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.MIRRORS, "mnist", "http://127.0.0.1:9/")  # discard port: connection refused
+    monkeypatch.setitem(idx.MIRRORS, "mnist", "http://127.0.0.1:9/")  # discard port: connection refused
     msg = _load_err(tmp_path, download=True)
     assert "LAE_BENCH_DATA" in msg and "download failed" in msg and all(f in msg for f in GZ)
     assert not (tmp_path / "mnist").exists() or not any((tmp_path / "mnist").iterdir())
@@ -156,6 +159,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 class _serve:
     """Serve a directory over loopback HTTP (a real local mirror); yields its base URL."""
+
     def __init__(self, directory):
         handler = functools.partial(_Quiet, directory=str(directory))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -173,7 +177,7 @@ def test_download_fills_only_missing_files(fake_dir, real_dir, monkeypatch, tmp_
     for f in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (fake_dir / "mnist" / f).unlink()
     with _serve(real_dir / "mnist") as url:
-        monkeypatch.setitem(data.MIRRORS, "mnist", url)
+        monkeypatch.setitem(idx.MIRRORS, "mnist", url)
         ds = data.load("mnist", "8bit", data_dir=fake_dir, test_size=10)
     folder = fake_dir / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(GZ)  # no temp files left behind
@@ -185,7 +189,7 @@ def test_download_fills_only_missing_files(fake_dir, real_dir, monkeypatch, tmp_
     (tmp_path / "evil" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not mnist"))
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with _serve(tmp_path / "evil") as url:
-        monkeypatch.setitem(data.MIRRORS, "mnist", url)
+        monkeypatch.setitem(idx.MIRRORS, "mnist", url)
         msg = _load_err(fake_dir, download=True)
     assert "md5" in msg and not (folder / "t10k-labels-idx1-ubyte.gz").exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted(set(GZ) - {"t10k-labels-idx1-ubyte.gz"})
@@ -205,7 +209,7 @@ def test_digits_offline():
     assert [len(s) for s in (ds.train, ds.val, ds.test)] == [1200, 300, 297]
     for s in (ds.train, ds.val, ds.test):
         assert s.x.shape == (len(s), 64) and s.x.dtype == torch.float32 and s.y.dtype == torch.int64
-        assert 0 <= s.x.min() and s.x.max() <= 1
+        assert s.x.min() >= 0 and s.x.max() <= 1
     assert set(ds.train.y.tolist()) == set(range(10))
     assert ds.train.x.max() == 1 and 0 < ds.train.x.mean() < 0.5  # raw intensities v/16
     again = data.load("digits", val_size=100, seed=5)  # split permutation does not depend on `seed`
@@ -225,10 +229,10 @@ def test_mnist_from_shared_dir(real_dir, mnist):
     assert len(counts) == 10 and counts.min() > 4000 and counts.max() < 6000
     for f in GZ:  # the md5 table the loader verifies against is the published one
         digest = hashlib.md5((real_dir / "mnist" / f).read_bytes()).hexdigest()
-        assert digest == data.MD5["mnist"][f.removesuffix(".gz")]
-    hits = data._parse_idx.cache_info().hits
+        assert digest == idx.MD5["mnist"][f.removesuffix(".gz")]
+    hits = idx._parse_idx.cache_info().hits
     data.load("mnist", "8bit", data_dir=real_dir, download=False)  # parsed (and md5-checked) once per process
-    assert data._parse_idx.cache_info().hits == hits + 4
+    assert idx._parse_idx.cache_info().hits == hits + 4
 
 
 def test_fashion_mnist(real_dir):
@@ -288,7 +292,7 @@ def test_8bit_grid(real_dir, mnist):
     for ds in (data.load("mnist", "8bit", data_dir=real_dir, download=False), data.load("digits", "8bit")):
         for s in (ds.train, ds.val, ds.test):
             k = s.x[:5000] * 255
-            assert (k - k.round()).abs().max() < 1e-4 and 0 <= s.x.min() and s.x.max() <= 1
+            assert (k - k.round()).abs().max() < 1e-4 and s.x.min() >= 0 and s.x.max() <= 1
     digits = data.load("digits", "8bit")
     assert len(torch.unique(digits.train.x)) <= 17 and digits.train.x.max() == 1
 
@@ -297,16 +301,16 @@ def test_8bit_grid(real_dir, mnist):
 def test_resolve_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
-    assert data.resolve_data_dir() == tmp_path / "home" / ".cache" / "lae-bench"
+    monkeypatch.delenv(idx.ENV_VAR, raising=False)
+    assert idx.resolve_data_dir() == tmp_path / "home" / ".cache" / "lae-bench"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert data.resolve_data_dir() == tmp_path / "xdg" / "lae-bench"
+    assert idx.resolve_data_dir() == tmp_path / "xdg" / "lae-bench"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
-    assert data.resolve_data_dir() == tmp_path / "home" / ".cache" / "lae-bench"
-    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
-    assert data.resolve_data_dir() == tmp_path / "env"
-    assert data.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
-    assert data.resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert idx.resolve_data_dir() == tmp_path / "home" / ".cache" / "lae-bench"
+    monkeypatch.setenv(idx.ENV_VAR, str(tmp_path / "env"))
+    assert idx.resolve_data_dir() == tmp_path / "env"
+    assert idx.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert idx.resolve_data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
 
 
 def test_bad_arguments():
@@ -316,7 +320,11 @@ def test_bad_arguments():
     with pytest.raises(data.DataError) as info:
         data.load("digits", "binary")
     assert all(p in str(info.value) for p in data.PREPROCESSING)
-    for kw, var in [(dict(val_size=1500), "val_size"), (dict(train_size=1201), "train_size"),
-                    (dict(test_size=0), "test_size"), (dict(seed=-1), "seed")]:
+    for kw, var in [
+        (dict(val_size=1500), "val_size"),
+        (dict(train_size=1201), "train_size"),
+        (dict(test_size=0), "test_size"),
+        (dict(seed=-1), "seed"),
+    ]:
         with pytest.raises(data.DataError, match=var):
             data.load("digits", **kw)

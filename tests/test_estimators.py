@@ -1,6 +1,7 @@
 """The log-likelihood estimators land on the truth where it is known (linear-Gaussian model, exact
 log p(x)), AIS tightens as intermediate distributions are added, and on a trained MNIST VAE the
 two estimators (different algorithms, same model) agree."""
+
 import os
 
 import pytest
@@ -30,7 +31,7 @@ def _vae_with_exact_marginals(truth):
     (diagonal, so it misses the correlations: a good, not a perfect, proposal)."""
     model = truth.model("vae")
     mean_map, cov = truth.posterior(torch.zeros(1, truth.W.shape[0], dtype=truth.W.dtype))
-    W, s2 = truth.W, truth.noise_std ** 2
+    W, s2 = truth.W, truth.noise_std**2
     A = (W @ cov / s2).T  # posterior mean = A (x - b)
     with torch.no_grad():
         model.head.weight.copy_(torch.cat([A, torch.zeros_like(A)]).float())
@@ -57,8 +58,15 @@ def test_ais_matches_exact_and_improves_with_intermediate_distributions():
     model = truth.model("vae")  # AIS uses only the decoder, which is exactly the truth
     gaps = {}
     for k in (10, 100, 1000):
-        est = ais(model, x, n_intermediate=k, n_chains=16, n_leapfrog=2, step_size=0.1,
-                  generator=torch.Generator().manual_seed(3)).double()
+        est = ais(
+            model,
+            x,
+            n_intermediate=k,
+            n_chains=16,
+            n_leapfrog=2,
+            step_size=0.1,
+            generator=torch.Generator().manual_seed(3),
+        ).double()
         gaps[k] = (exact - est).mean().item()
     # AIS is a stochastic lower bound: the gap shrinks toward 0 from above as the path is refined.
     assert gaps[10] > gaps[100] + 1.0 > gaps[1000] + 1.0, gaps

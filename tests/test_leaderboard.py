@@ -1,4 +1,5 @@
 """Leaderboards: mean and t-interval over seeds, best per column, markdown, index page, figures, reproduce report."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import leaderboard, store
+from bench.results import leaderboard, reproduce, store
 
 
 def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
@@ -17,14 +18,37 @@ def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
         for seed, ll in zip(seeds, lls):
             params = f'{{"point": "{variant} {x}", "seed": {seed}}}'
             st = (status or {}).get((variant, x, seed), "complete")
-            store.write_row(results, {
-                "sweep": "toy", "study": "toy.default.mnist", "budget": "default", "trial": trial, "params": params,
-                "point": f"{variant} {x}", "variant": variant, "model": variant, "axis": "step_size",
-                "axis_value": math.nan if x is None else x, "status": st, "error": None if st == "complete" else "diverged",
-                "dataset": "mnist", "seed": seed, "epochs": 3, "batch_size": 100, "hidden": 256,
-                "test_loglik_ais": ll if st == "complete" else math.nan, "test_bpd_ais": -ll / 1000,
-                "val_loss": -ll, "train_seconds": 10.0 + trial, "git_commit": "abc", "torch_version": "2.13",
-                "optuna_version": "5.0", "threads": 2, "machine": "x86_64 test"})
+            store.write_row(
+                results,
+                {
+                    "sweep": "toy",
+                    "study": "toy.default.mnist",
+                    "budget": "default",
+                    "trial": trial,
+                    "params": params,
+                    "point": f"{variant} {x}",
+                    "variant": variant,
+                    "model": variant,
+                    "axis": "step_size",
+                    "axis_value": math.nan if x is None else x,
+                    "status": st,
+                    "error": None if st == "complete" else "diverged",
+                    "dataset": "mnist",
+                    "seed": seed,
+                    "epochs": 3,
+                    "batch_size": 100,
+                    "hidden": 256,
+                    "test_loglik_ais": ll if st == "complete" else math.nan,
+                    "test_bpd_ais": -ll / 1000,
+                    "val_loss": -ll,
+                    "train_seconds": 10.0 + trial,
+                    "git_commit": "abc",
+                    "torch_version": "2.13",
+                    "optuna_version": "5.0",
+                    "threads": 2,
+                    "machine": "x86_64 test",
+                },
+            )
             trial += 1
 
 
@@ -38,9 +62,11 @@ def test_mean_ci_matches_the_t_distribution():
 
 
 def test_table_rows_best_marks_and_failed_counts(tmp_path):
-    write_rows(tmp_path, {("lae", 1e-4): [-100, -101, -102], ("lae", 1e-3): [-95, -96, -200],
-                          ("vae", None): [-99, -99.5, -100]},
-               status={("lae", 1e-3, 2): "fail"})
+    write_rows(
+        tmp_path,
+        {("lae", 1e-4): [-100, -101, -102], ("lae", 1e-3): [-95, -96, -200], ("vae", None): [-99, -99.5, -100]},
+        status={("lae", 1e-3, 2): "fail"},
+    )
     written = leaderboard.build(tmp_path, figures=True)
     table = pd.read_csv(tmp_path / "leaderboards" / "toy.csv")
     assert list(zip(table["variant"], table["axis_value"].fillna(-1))) == [("lae", 1e-4), ("lae", 1e-3), ("vae", -1)]
@@ -61,8 +87,18 @@ def test_table_rows_best_marks_and_failed_counts(tmp_path):
 
 def test_the_largest_budget_is_shown(tmp_path):
     write_rows(tmp_path, {("lae", 1e-4): [-100, -101, -102]})
-    store.write_row(tmp_path, {"sweep": "toy", "study": "toy.smoke.mnist", "budget": "smoke", "trial": 0,
-                               "params": "x", "status": "complete", "dataset": "mnist"})
+    store.write_row(
+        tmp_path,
+        {
+            "sweep": "toy",
+            "study": "toy.smoke.mnist",
+            "budget": "smoke",
+            "trial": 0,
+            "params": "x",
+            "status": "complete",
+            "dataset": "mnist",
+        },
+    )
     rows = store.read_rows(tmp_path, "toy")
     assert leaderboard.pick_study(rows) == "toy.default.mnist"
 
@@ -71,9 +107,9 @@ def test_compare_reports_identical_and_differing_metrics(tmp_path):
     write_rows(tmp_path / "a", {("lae", 1e-4): [-100, -101, -102]})
     write_rows(tmp_path / "b", {("lae", 1e-4): [-100, -101, -102.5]})
     a, b = store.read_rows(tmp_path / "a"), store.read_rows(tmp_path / "b")
-    report, ok = leaderboard.compare(a, a.copy())
+    report, ok = reproduce.compare(a, a.copy())
     assert ok and "test_loglik_ais" in report and "match" in report
-    report, ok = leaderboard.compare(a, b)
+    report, ok = reproduce.compare(a, b)
     assert not ok
     line = next(ln for ln in report.splitlines() if ln.startswith("test_loglik_ais"))
     assert "2/3" in line and "DIFFERS" in line and "0.5" in line

@@ -1,4 +1,5 @@
 """Likelihoods are normalized distributions over their data, in nats."""
+
 import math
 
 import torch
@@ -25,8 +26,8 @@ def test_bernoulli_sign_form_equals_general_form_with_gradients():
     for x in ((torch.rand(7, 30) < 0.3).double(), torch.rand(7, 30, dtype=torch.float64)):
         general = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
         torch.testing.assert_close(lik(x, logits), general)
-        g1, = torch.autograd.grad(lik(x, logits).sum(), logits)
-        g2, = torch.autograd.grad(general.sum(), logits)
+        (g1,) = torch.autograd.grad(lik(x, logits).sum(), logits)
+        (g2,) = torch.autograd.grad(general.sum(), logits)
         torch.testing.assert_close(g1, g2)
     x = torch.tensor([[0.0, 1.0, 1.0]], dtype=torch.float64)  # sums to one over the 8 binary images
     images = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=torch.float64)

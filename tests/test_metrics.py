@@ -1,6 +1,7 @@
 """The metrics of bench.metrics and `python -m bench evaluate`: the linear probe scores what a linear
 classifier can score, the attacks respect their threat model and behave like attacks, the record
 has exactly the documented names, and the CLI fails in one line on bad checkpoints."""
+
 import json
 import math
 import os
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.metrics import (ADV_EPS, GROUPS, METRIC_NAMES, METRICS, MetricSettings, accuracy, attack,
-                           compute_metrics, fit_probe, probe_accuracy, train_probe)
+from bench.metrics import GROUPS, METRIC_NAMES, METRICS, MetricSettings, compute_metrics
+from bench.metrics.adversarial import accuracy, attack
+from bench.metrics.probe import features, fit_probe, probe_accuracy, train_probe
+from bench.registry import ADV_EPS
 from lae import data
 from lae.config import RunConfig
 from lae.train import fit, new_model, save_checkpoint
@@ -26,19 +29,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _expected_names(groups):
-    return {n for n, (g, _) in METRICS.items() if g in groups or g == "meta"}
+    return {n for n in METRIC_NAMES if METRICS[n].group in groups or METRICS[n].group == "meta"}
 
 
 def test_metric_names_are_flat_documented_and_cover_every_radius():
     assert len(set(METRIC_NAMES)) == len(METRIC_NAMES)
-    for name in ("test_loglik_ais", "test_loglik_is", "test_elbo", "test_bpd_ais", "probe_acc", "gen_samples_per_s",
-                 "posterior_samples_per_s", "adv_acc_clean", "adv_acc_fgsm_0.1", "adv_acc_pgd_0.3", "eval_threads",
-                 "eval_seconds"):
+    for name in (
+        "test_loglik_ais",
+        "test_loglik_is",
+        "test_elbo",
+        "test_bpd_ais",
+        "probe_acc",
+        "gen_samples_per_s",
+        "posterior_samples_per_s",
+        "adv_acc_clean",
+        "adv_acc_fgsm_0.1",
+        "adv_acc_pgd_0.3",
+        "eval_threads",
+        "eval_seconds",
+    ):
         assert name in METRIC_NAMES
     for attack_name in ("fgsm", "pgd"):
         for eps in ADV_EPS:
             assert f"adv_acc_{attack_name}_{eps:g}" in METRIC_NAMES
-    assert all(" " not in n and METRICS[n][1] for n in METRIC_NAMES)
+    assert all(" " not in n and METRICS[n].meaning for n in METRIC_NAMES)
     assert {MetricSettings.preset(p).pgd_steps for p in MetricSettings.PRESETS} == {40}
 
 
@@ -59,8 +73,9 @@ def test_probe_scores_near_100_percent_on_a_linearly_separable_representation():
 def mnist_vae():
     if not os.environ.get("LAE_BENCH_DATA"):
         pytest.skip("LAE_BENCH_DATA not set (real MNIST)")
-    config = RunConfig(model="vae", dataset="mnist", latent_dim=8, hidden=128, epochs=3, train_size=10_000,
-                       device="cpu", seed=0)
+    config = RunConfig(
+        model="vae", dataset="mnist", latent_dim=8, hidden=128, epochs=3, train_size=10_000, device="cpu", seed=0
+    )
     ds = data.load("mnist", "dynamic", train_size=10_000, test_size=1000)
     return fit(config, ds).model.eval(), config, ds
 
@@ -84,7 +99,6 @@ def test_attacks_stay_in_the_ball_and_in_range_and_eps_0_is_clean(mnist_vae):
     x, y = ds.test.x[:200], ds.test.y[:200]
     clean = accuracy(clf, x, y)
     # the torch classifier is the sklearn probe: same accuracy on the same images
-    from bench.metrics import features
     assert clean == pytest.approx(probe_accuracy(probe, features(model, x), y), abs=1e-9)
     for kind in ("fgsm", "pgd"):
         assert accuracy(clf, attack(clf, x, y, kind, 0.0), y) == pytest.approx(clean, abs=1e-9)
@@ -119,8 +133,18 @@ def digits_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("kind,preprocessing", [("vae", "dynamic"), ("lae", "8bit")])
 def test_smoke_record_has_exactly_the_documented_names(kind, preprocessing):
-    config = RunConfig(model=kind, dataset="digits", preprocessing=preprocessing, latent_dim=4, hidden=32, epochs=1,
-                       device="cpu", seed=0, batch_size=50, step_size=1e-4)
+    config = RunConfig(
+        model=kind,
+        dataset="digits",
+        preprocessing=preprocessing,
+        latent_dim=4,
+        hidden=32,
+        epochs=1,
+        device="cpu",
+        seed=0,
+        batch_size=50,
+        step_size=1e-4,
+    )
     ds = data.load("digits", preprocessing)
     model = fit(config, ds).model
     out = compute_metrics(model, config, ds, None, MetricSettings.preset("smoke"), torch.Generator().manual_seed(0))
@@ -142,8 +166,14 @@ def test_smoke_record_has_exactly_the_documented_names(kind, preprocessing):
 
 def _cli(*args, cwd=ROOT):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "bench", "evaluate", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "evaluate", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _assert_one_line_error(proc):
@@ -165,8 +195,18 @@ def test_cli_missing_corrupt_and_wrong_dataset_checkpoints_fail_in_one_line(tmp_
 
 def test_cli_writes_json_with_the_documented_keys(tmp_path, digits_checkpoint):
     out = tmp_path / "metrics.json"
-    proc = _cli(digits_checkpoint, "--preset", "smoke", "--metrics", "loglik,probe", "--subset", "50", "--out", out,
-                "--no-progress")
+    proc = _cli(
+        digits_checkpoint,
+        "--preset",
+        "smoke",
+        "--metrics",
+        "loglik,probe",
+        "--subset",
+        "50",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(out.read_text())
     assert set(record["metrics"]) == _expected_names({"loglik", "probe"})

@@ -1,5 +1,6 @@
 """The Langevin samplers draw from the right distribution: checked against the exact posterior of a
 linear-Gaussian model, and shown able to fail on the bugs of the public implementations."""
+
 import math
 
 import pytest
@@ -32,8 +33,18 @@ def posterior_mismatch(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Ten
     return z, (torch.linalg.norm(emp - cov) / torch.linalg.norm(cov)).item()
 
 
-def ald_samples(truth: LinearGaussian, x, energy_noise_std=1.0, drop_prior=False, n_chains=64,
-                burn_in=400, n_samples=1500, step_size=2e-3, seed=0, kernel=None):
+def ald_samples(
+    truth: LinearGaussian,
+    x,
+    energy_noise_std=1.0,
+    drop_prior=False,
+    n_chains=64,
+    burn_in=400,
+    n_samples=1500,
+    step_size=2e-3,
+    seed=0,
+    kernel=None,
+):
     """Run the real LAE code path (model energy, ald_energy, MALA kernel) and collect
     z = Phi g(x) along the chains: (C, S, N, D)."""
     model = truth.with_noise(energy_noise_std).model("lae", n_chains=n_chains, step_size=step_size)
@@ -81,13 +92,13 @@ def _step_with_wrong_reverse(generator, state, energy_fn, step_size, mh=True):
     prop = pos - step_size * grad + math.sqrt(2 * step_size) * noise
     prop_energy, prop_grad = energy_fn(prop)
     back = pos - prop + step_size * grad  # should be step_size * prop_grad
-    log_alpha = (energy - prop_energy - (back * back).sum((1, 2)) / (4 * step_size)
-                 + 0.5 * (noise * noise).sum((1, 2)))
+    log_alpha = energy - prop_energy - (back * back).sum((1, 2)) / (4 * step_size) + 0.5 * (noise * noise).sum((1, 2))
     accepted = torch.log(torch.rand(log_alpha.shape, generator=generator)) < log_alpha
     m = accepted[:, None, None]
-    new = mala.MALAState(torch.where(m, prop, pos), torch.where(accepted, prop_energy, energy),
-                         torch.where(m, prop_grad, grad))
-    return new, mala.MALAInfo(log_alpha.clamp(max=0).exp(), accepted, new.energy, prop_energy)
+    new = mala.MALAState(
+        torch.where(m, prop, pos), torch.where(accepted, prop_energy, energy), torch.where(m, prop_grad, grad)
+    )
+    return new, mala.MALAInfo(log_alpha.clamp(max=0).exp(), accepted, new.energy)
 
 
 def test_exactness_check_detects_wrong_mh_reverse_proposal():
@@ -100,8 +111,10 @@ def test_exactness_check_detects_wrong_mh_reverse_proposal():
 
 def test_acceptance_tends_to_one_as_step_size_shrinks():
     truth, x = _setup()
-    rates = [ald_samples(truth, x, n_chains=16, burn_in=0, n_samples=200, step_size=s)[1]
-             for s in (1e-5, 1e-4, 1e-3, 1e-2, 3e-2)]
+    rates = [
+        ald_samples(truth, x, n_chains=16, burn_in=0, n_samples=200, step_size=s)[1]
+        for s in (1e-5, 1e-4, 1e-3, 1e-2, 3e-2)
+    ]
     assert rates[0] > 0.99
     assert all(a >= b - 0.01 for a, b in zip(rates, rates[1:])), rates
     assert rates[-1] < 0.5
@@ -141,7 +154,7 @@ def test_ald_chains_are_batched_and_independent():
     state = mala.init(model.phi, counting)
     state, info = mala.step(torch.Generator().manual_seed(0), state, counting, 1e-3)
     assert calls == [torch.Size([3, D, P])] * 2  # T steps cost T + 1 evaluations, all chains at once
-    energy_each = torch.stack([base(state.position[c:c + 1])[0][0] for c in range(3)])
+    energy_each = torch.stack([base(state.position[c : c + 1])[0][0] for c in range(3)])
     torch.testing.assert_close(energy_each, info.energy)
     assert info.acceptance_rate.shape == (3,)
 

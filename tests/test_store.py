@@ -1,4 +1,5 @@
 """The parquet results store: atomic rows, concurrent writers, dedupe, schema version, password redaction."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -10,15 +11,26 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT
 
 from bench.results import store
-from conftest import ROOT
 
 
 def row(trial: int, status: str = "complete", params: str | None = None, **extra) -> dict:
-    return {"sweep": "s", "study": "s.smoke.digits", "trial": trial, "params": params or f'{{"seed": {trial}}}',
-            "status": status, "error": None if status == "complete" else "boom", "model": "lae", "seed": trial,
-            "mh": True, "val_loss": 100.0 + trial, "test_loglik_ais": -90.0 - trial, **extra}
+    return {
+        "sweep": "s",
+        "study": "s.smoke.digits",
+        "trial": trial,
+        "params": params or f'{{"seed": {trial}}}',
+        "status": status,
+        "error": None if status == "complete" else "boom",
+        "model": "lae",
+        "seed": trial,
+        "mh": True,
+        "val_loss": 100.0 + trial,
+        "test_loglik_ais": -90.0 - trial,
+        **extra,
+    }
 
 
 def test_rows_round_trip_with_schema_version_and_types(tmp_path):
@@ -56,10 +68,12 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_sigkilled_writer_leaves_only_whole_files(tmp_path):
     """A process writing rows in a loop is SIGKILLed; every visible file reads back complete."""
-    code = ("import sys; sys.path.insert(0, %r); from bench.results import store\n"
-            "i = 0\nwhile True:\n"
-            "    store.write_row(%r, {'sweep': 's', 'study': 's.x', 'trial': i, 'params': str(i), 'status': 'complete',"
-            " 'blob': 'x' * 200000})\n    i += 1\n") % (str(ROOT), str(tmp_path))
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.results import store\n"
+        "i = 0\nwhile True:\n"
+        f"    store.write_row({str(tmp_path)!r}, {{'sweep': 's', 'study': 's.x', 'trial': i, 'params': str(i), "
+        "'status': 'complete', 'blob': 'x' * 200000})\n    i += 1\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     folder = tmp_path / "parquet" / "s" / "s.x"
     deadline = time.monotonic() + 60
@@ -87,23 +101,27 @@ def test_empty_store_reads_as_empty_frame(tmp_path):
     assert df.empty and "status" in df.columns
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql://lae:s3cret@db.example:5432/bench", "postgresql://lae:***@db.example:5432/bench"),
-    ("postgresql+psycopg2://u:p%40ss:w@10.0.0.1/x", "postgresql+psycopg2://u:***@10.0.0.1/x"),
-    ("mysql://root@localhost/db", "mysql://root@localhost/db"),
-    ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
-    ("postgresql://host/db?user=u&password=hunter2&sslmode=require",
-     "postgresql://host/db?user=u&password=***&sslmode=require"),
-    ("journal:results/optuna/x.journal", "journal:results/optuna/x.journal"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://lae:s3cret@db.example:5432/bench", "postgresql://lae:***@db.example:5432/bench"),
+        ("postgresql+psycopg2://u:p%40ss:w@10.0.0.1/x", "postgresql+psycopg2://u:***@10.0.0.1/x"),
+        ("mysql://root@localhost/db", "mysql://root@localhost/db"),
+        ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+        (
+            "postgresql://host/db?user=u&password=hunter2&sslmode=require",
+            "postgresql://host/db?user=u&password=***&sslmode=require",
+        ),
+        ("journal:results/optuna/x.journal", "journal:results/optuna/x.journal"),
+    ],
+)
 def test_redact_url(url, expected):
     assert store.redact_url(url) == expected
 
 
 def test_passwords_never_reach_a_row(tmp_path):
     url = "postgresql://lae:TopSecret42@127.0.0.1/db"
-    path = store.write_row(tmp_path, row(0, "fail", storage=url,
-                                         error=f"OperationalError: could not connect to {url}"))
+    path = store.write_row(tmp_path, row(0, "fail", storage=url, error=f"OperationalError: could not connect to {url}"))
     assert b"TopSecret42" not in path.read_bytes()
     df = store.read_rows(tmp_path)
     assert df.loc[0, "storage"] == "postgresql://lae:***@127.0.0.1/db" and "***" in df.loc[0, "error"]

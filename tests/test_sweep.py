@@ -1,4 +1,5 @@
 """Sweeps end to end: the smoke sweep on real MNIST, specs, bad input, divergence, the tuning sweep."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,26 @@ import os
 import optuna
 import pandas as pd
 import pytest
-
-from bench import sweep
-from bench.results import store
-from bench.errors import BenchError
 from conftest import bench_cli
 
-METRICS_REQUIRED = ["test_loglik_ais", "test_loglik_is", "test_elbo", "test_bpd_ais", "probe_acc",
-                    "gen_samples_per_s", "posterior_samples_per_s", "adv_acc_clean"] + \
-                   [f"adv_acc_{a}_{e:g}" for a in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2, 0.3)] + \
-                   ["eval_threads", "eval_seconds"]
+from bench import sweep
+from bench.errors import BenchError
+from bench.results import store
+
+METRICS_REQUIRED = (
+    [
+        "test_loglik_ais",
+        "test_loglik_is",
+        "test_elbo",
+        "test_bpd_ais",
+        "probe_acc",
+        "gen_samples_per_s",
+        "posterior_samples_per_s",
+        "adv_acc_clean",
+    ]
+    + [f"adv_acc_{a}_{e:g}" for a in ("fgsm", "pgd") for e in (0.05, 0.1, 0.2, 0.3)]
+    + ["eval_threads", "eval_seconds"]
+)
 COLUMNS_REQUIRED = list(store.REQUIRED_COLUMNS) + METRICS_REQUIRED + ["python_version", "numpy_version", "machine"]
 
 
@@ -132,8 +143,9 @@ metrics = "smoke"
 """)
     summary = sweep.run_sweep(str(spec_path), "smoke", results=tmp_path / "r", progress=False)
     assert sum(summary["trials"].values()) == 4
-    study = optuna.load_study(study_name="tune.smoke.digits",
-                              storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tune")))
+    study = optuna.load_study(
+        study_name="tune.smoke.digits", storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tune"))
+    )
     for t in study.trials:
         assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         assert 1 <= len(t.intermediate_values) <= 2 and 1e-6 <= t.params["step_size"] <= 1e-2
@@ -167,12 +179,15 @@ def test_malformed_spec_names_file_and_line(tmp_path, tiny_spec):
     assert not (tmp_path / "r" / "parquet").exists()
 
 
-@pytest.mark.parametrize("edit, expect", [
-    (("epochs = 1", "epochs = 0"), "budget.smoke.epochs"),
-    (("values = [0.0001, 0.001]", "values = [0.0001, -1.0]"), "step_size must be a positive finite number"),
-    (("hidden = 64", "hidden = 64\nwidth = 3"), "fixed.width"),
-    (('metrics = "smoke"', 'metrics = 3'), "budget.smoke.metrics"),
-])
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (("epochs = 1", "epochs = 0"), "budget.smoke.epochs"),
+        (("values = [0.0001, 0.001]", "values = [0.0001, -1.0]"), "step_size must be a positive finite number"),
+        (("hidden = 64", "hidden = 64\nwidth = 3"), "fixed.width"),
+        (('metrics = "smoke"', "metrics = 3"), "budget.smoke.metrics"),
+    ],
+)
 def test_invalid_values_are_rejected_before_training(tmp_path, tiny_spec, edit, expect):
     path = tiny_spec()
     path.write_text(path.read_text().replace(*edit, 1))
@@ -198,8 +213,19 @@ def test_bad_workers_and_budget_are_rejected(tmp_path, tiny_spec):
 def test_list_shows_axes_and_budgets():
     run = bench_cli("list")
     assert run.returncode == 0, run.stderr
-    for text in ("ald_stepsize", "chain_count", "latent_dim", "encoder_depth", "ald_stepsize_tune",
-                 "step_size in", "n_chains in", "smoke:", "default:", "full:", "iwae k=n_chains (k follows)"):
+    for text in (
+        "ald_stepsize",
+        "chain_count",
+        "latent_dim",
+        "encoder_depth",
+        "ald_stepsize_tune",
+        "step_size in",
+        "n_chains in",
+        "smoke:",
+        "default:",
+        "full:",
+        "iwae k=n_chains (k follows)",
+    ):
         assert text in run.stdout, text
 
 
@@ -207,8 +233,9 @@ def test_study_params_are_the_grid(tiny_spec, tmp_path):
     """Optuna's view: one COMPLETE trial per (point, seed), sampled by GridSampler."""
     spec = tiny_spec()
     sweep.run_sweep(str(spec), "smoke", results=tmp_path / "r", progress=False)
-    study = optuna.load_study(study_name="tiny.smoke.digits",
-                              storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tiny")))
+    study = optuna.load_study(
+        study_name="tiny.smoke.digits", storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tiny"))
+    )
     complete = [json.dumps(t.params, sort_keys=True) for t in study.trials if t.state.name == "COMPLETE"]
     assert sorted(complete) == sorted(grid_keys(spec))
     assert all("grid_id" in t.system_attrs for t in study.trials)

@@ -1,17 +1,22 @@
-"""Resume after SIGKILL, two local workers on one study, and the distributed mode on a real PostgreSQL server."""
+"""Resume after SIGKILL, two local workers on one study, the distributed mode on a real PostgreSQL server, and the
+stale-trial bookkeeping (heartbeat, dead pid) on a journal file and on SQLite."""
+
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import time
 from collections import Counter
 
 import optuna
 import pytest
+from conftest import bench_cli, bench_popen, wait_for
 
 from bench import sweep
 from bench.results import store
-from conftest import bench_cli, bench_popen, wait_for
+from bench.sweep import study as bookkeeping
 
 
 def grid_keys(spec_path, budget="smoke"):
@@ -56,6 +61,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_each_point_once(tiny_spec, tmp_pa
             done = list(store.parquet_dir(results, "tiny").rglob("*.parquet"))
             running = _running_trial(storage, "tiny.smoke.digits") if done else None
             return running if running and running[0].params else None
+
         running = wait_for(mid_trial, timeout=300, interval=0.5)
         assert running, "the sweep never reached a second trial"
     finally:
@@ -72,7 +78,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_each_point_once(tiny_spec, tmp_pa
     before = rows_before.set_index("params")["timestamp"]
     assert (rows.set_index("params").loc[before.index, "timestamp"] == before).all()  # completed rows kept, not redone
     study = optuna.load_study(study_name="tiny.smoke.digits", storage=sweep.open_storage(storage))
-    stale = [t for t in study.trials if "lae:stale" in t.system_attrs]
+    stale = [t for t in study.trials if "lae:stale" in t.user_attrs]
     assert [t.number for t in stale] == [killed.number] and stale[0].state.name == "FAIL"
     assert len(raw) == len(keys)  # the killed trial had written no row: nothing to dedupe
 
@@ -111,3 +117,33 @@ def test_distributed_workers_on_postgresql(postgres_url, tiny_spec, tmp_path):
     for path in results.rglob("*"):
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("backend", ["journal", "sqlite"])
+def test_stale_trials_fail_and_their_params_are_enqueued_again(tmp_path, monkeypatch, backend):
+    """The bookkeeping alone, no training: a trial silent for longer than the grace period (another host) and one
+    whose pid is dead (this host) are stale; a live one with a beating heartbeat is not, and reaping twice is once."""
+    monkeypatch.setenv("LAE_BENCH_GRACE_S", "60")
+    monkeypatch.setenv("LAE_BENCH_HEARTBEAT_S", "0.05")
+    url = f"journal:{tmp_path / 's.journal'}" if backend == "journal" else f"sqlite:///{tmp_path / 's.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=sweep.open_storage(url))
+    live, silent, dead = trials = [study.ask() for _ in range(3)]
+    for i, trial in enumerate(trials):
+        trial.suggest_int("x", i, i)
+        bookkeeping.claim(trial, worker=0)
+    silent.set_user_attr(bookkeeping.HOST, "another-host")
+    silent.set_user_attr(bookkeeping.HEARTBEAT, time.time() - 120)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead.set_user_attr(bookkeeping.PID, gone.pid)
+    before = live.user_attrs[bookkeeping.HEARTBEAT]
+    with bookkeeping.Heartbeat(live):  # beats every 0.05 s
+        assert wait_for(lambda: study.trials[0].user_attrs[bookkeeping.HEARTBEAT] > before, timeout=30)
+    bookkeeping.reap_stale(study)
+    bookkeeping.reap_stale(study)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {0: "RUNNING", 1: "FAIL", 2: "FAIL", 3: "WAITING", 4: "WAITING"}
+    assert [t.number for t in study.trials if bookkeeping.STALE in t.user_attrs] == [1, 2]
+    assert [t.user_attrs.get(bookkeeping.RERUN_OF) for t in study.trials[3:]] == [1, 2]
+    assert bookkeeping.count_trials(study) == {"running": 1, "stale": 2, "waiting": 2}

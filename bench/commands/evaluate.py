@@ -7,36 +7,51 @@ By default the log-likelihood is computed on the whole test split at the "full" 
 quarter of an hour for an MNIST model on 2 cores); --subset N (the first N test images, the same
 every time) or --preset default/smoke make it cheap for sweeps.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.metrics import GROUPS, METRICS, MetricSettings
+from lae.config import DEVICES
+from lae.utils import atomic_write_text, model_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint.pt written by `bench train`")
-    parser.add_argument("--metrics", default=",".join(GROUPS),
-                        help=f"comma-separated metric groups (default: {','.join(GROUPS)})")
-    parser.add_argument("--preset", default="full", choices=MetricSettings.PRESETS,
-                        help="evaluation sizes: smoke (seconds), default (~1 min, 500-image subset), "
-                             "full (whole test split; default)")
-    parser.add_argument("--subset", type=int, default=None,
-                        help="log-likelihood on the first N test images (overrides the preset)")
+    parser.add_argument(
+        "--metrics", default=",".join(GROUPS), help=f"comma-separated metric groups (default: {','.join(GROUPS)})"
+    )
+    parser.add_argument(
+        "--preset",
+        default="full",
+        choices=MetricSettings.PRESETS,
+        help="evaluation sizes: smoke (seconds), default (~1 min, 500-image subset), full (whole test split; default)",
+    )
+    parser.add_argument(
+        "--subset", type=int, default=None, help="log-likelihood on the first N test images (overrides the preset)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write (atomically)")
-    parser.add_argument("--dataset", default=None, help="refuse to run unless the checkpoint was trained on this dataset")
-    parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA, then the user cache)")
-    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="device (default: cpu)")
+    parser.add_argument(
+        "--dataset", default=None, help="refuse to run unless the checkpoint was trained on this dataset"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA, then the user cache)"
+    )
+    parser.add_argument("--device", default="cpu", choices=DEVICES, help="device (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default: 0)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice; on a busy shared machine 1 can be "
-                             "several times faster than 2); recorded as eval_threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; on a busy shared machine 1 can be "
+        "several times faster than 2); recorded as eval_threads",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -44,7 +59,9 @@ def parse_groups(text: str) -> list[str]:
     groups = [g.strip() for g in text.split(",") if g.strip()]
     bad = [g for g in groups if g not in GROUPS]
     if bad or not groups:
-        raise BenchError(f"--metrics: unknown group(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(GROUPS)}")
+        raise BenchError(
+            f"--metrics: unknown group(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(GROUPS)}"
+        )
     return groups
 
 
@@ -56,28 +73,26 @@ def format_value(v: float) -> str:
     return f"{v:.4g}" if abs(v) >= 1000 or abs(v) < 0.01 else f"{v:.4f}".rstrip("0").rstrip(".")
 
 
+def unit(name: str) -> str:
+    """The unit of a metric as the table prints it: its meaning up to the colon ("nats per image")."""
+    return METRICS[name].meaning.split(":")[0]
+
+
 def table(record: dict[str, float]) -> str:
+    """The record as a text table: metric, value, unit."""
     width = max(len(k) for k in record)
     lines = [f"{'metric':<{width}}  {'value':>12}  unit", f"{'-' * width}  {'-' * 12}  {'-' * 4}"]
     for k, v in record.items():
-        lines.append(f"{k:<{width}}  {format_value(v):>12}  {METRICS[k][1].split(':')[0]}")
+        lines.append(f"{k:<{width}}  {format_value(v):>12}  {unit(k)}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from bench.metrics import compute_metrics
     from lae import data as data_lib
     from lae.train import load_checkpoint
-
-    from bench.metrics import compute_metrics
 
     groups = parse_groups(args.metrics)
     if args.subset is not None and args.subset < 1:
@@ -97,16 +112,22 @@ def run(args: argparse.Namespace) -> int:
     dataset = data_lib.load(config.dataset, config.preprocessing, data_dir=args.data_dir, val_size=config.val_size)
     if settings.subset is not None and settings.subset > len(dataset.test):
         raise BenchError(f"--subset {settings.subset} exceeds the {len(dataset.test)} test images of {config.dataset}")
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    generator = torch.Generator(device=model_device(model)).manual_seed(args.seed)
     record = compute_metrics(model, config, dataset, groups, settings, generator, progress=not args.no_progress)
-    print(f"{config.model} on {config.dataset} ({config.preprocessing}), checkpoint {args.checkpoint}, preset {args.preset}")
+    print(
+        f"{config.model} on {config.dataset} ({config.preprocessing}), checkpoint {args.checkpoint}, "
+        f"preset {args.preset}"
+    )
     print(table(record))
     if args.out is not None:
-        payload = {"checkpoint": str(args.checkpoint), "config": config.to_dict(), "preset": args.preset,
-                   "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
-                   "metrics": {k: (None if math.isnan(v) else v) for k, v in record.items()},
-                   "units": {k: METRICS[k][1] for k in record}}
-        write_json_atomic(args.out, payload)
+        payload = {
+            "checkpoint": str(args.checkpoint),
+            "config": config.to_dict(),
+            "preset": args.preset,
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
+            "metrics": {k: (None if math.isnan(v) else v) for k, v in record.items()},
+            "units": {k: METRICS[k].meaning for k in record},
+        }
+        atomic_write_text(args.out, json.dumps(payload, indent=2, allow_nan=False) + "\n")
         print(f"written: {args.out}", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
 """`python -m bench leaderboard`: rebuild the tables, figures and index page from the results store."""
+
 from __future__ import annotations
 
 import argparse

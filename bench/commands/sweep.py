@@ -1,98 +1,91 @@
-"""`python -m bench list` and `python -m bench sweep NAME ...` (see docs/sweeps.md).
+"""`python -m bench sweep NAME ...`: run or resume a sweep, rebuild its leaderboard (see docs/sweeps.md).
 
-    python -m bench sweep ald_stepsize --budget smoke                  # local journal storage under results/optuna/
-    python -m bench sweep chain_count --workers 2                       # two processes, one core each
-    python -m bench sweep latent_dim --storage postgresql://u:pw@host/db   # same command on every machine
-    python -m bench sweep ald_stepsize --budget default --reproduce     # rerun and compare with the committed parquet
+python -m bench sweep ald_stepsize --budget smoke                  # local journal storage under results/optuna/
+python -m bench sweep chain_count --workers 2                       # two processes, one core each
+python -m bench sweep latent_dim --storage postgresql://u:pw@host/db   # same command on every machine
+python -m bench sweep ald_stepsize --budget default --reproduce     # rerun and compare with the committed parquet
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 from pathlib import Path
 
-from lae.config import DATASETS
-
 from bench.errors import BenchError
+from bench.registry import BUDGETS, DATASETS
 
 
-def add_list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sweeps-dir", type=Path, default=None, help="directory of sweep specs (default: sweeps/)")
-
-
-def run_list(args: argparse.Namespace) -> int:
-    from bench import sweep
-
-    sweeps_dir = args.sweeps_dir or sweep.SWEEPS_DIR
-    names = sweep.spec_names(sweeps_dir)
-    if not names:
-        raise BenchError(f"no sweep specs (*.toml) in {sweeps_dir}; run from the lae-bench checkout or set LAE_BENCH_ROOT")
-    for name in names:
-        spec = sweep.load_spec(name, sweeps_dir)
-        if spec.kind == "grid":
-            axis = f"{spec.axis} in {list(spec.values)}"
-        else:
-            axis = ", ".join(f"{k} in [{d['low']:g}, {d['high']:g}]{' (log)' if d.get('log') else ''}"
-                             for k, d in spec.search.items()) + " (TPE + median pruner)"
-        print(f"{name}: {spec.description}")
-        print(f"    axis:   {axis}")
-        print(f"    models: {', '.join(m['label'] + (' (' + m['axis'] + ' follows)' if m.get('axis') else '') for m in spec.models)}")
-        for b in spec.budgets.values():
-            n = (len(spec.points(b)) * len(b.seeds)) if spec.kind == "grid" else b.n_trials
-            size = f"{b.train_size} train images" if b.train_size else "all train images"
-            print(f"    {b.name + ':':8s}{n} trials, {len(b.seeds)} seed(s), {b.epochs} epoch(s), {size}, "
-                  f"metrics '{b.metrics}'" + (f", values {list(b.values)}" if b.values else ""))
-    return 0
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.sweep import BUDGETS
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="sweep name (see `python -m bench list`) or a path to a .toml spec")
-    parser.add_argument("--budget", choices=BUDGETS, default="smoke",
-                        help="smoke: ~2 min on 2 cores; default: the published leaderboards (~20 min); full: GPU")
-    parser.add_argument("--storage", default=None,
-                        help="Optuna storage URL (sqlite:///f.db, postgresql://user:pw@host/db, journal:PATH); "
-                             "default: journal:RESULTS/optuna/NAME.journal")
+    parser.add_argument(
+        "--budget",
+        choices=BUDGETS,
+        default="smoke",
+        help="smoke: ~2 min on 2 cores; default: the published leaderboards (~20 min); full: GPU",
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (sqlite:///f.db, postgresql://user:pw@host/db, journal:PATH); "
+        "default: journal:RESULTS/optuna/NAME.journal",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (threads divided)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)"
+    )
     parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="override the spec's dataset")
     parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA)")
     parser.add_argument("--no-progress", action="store_true", help="no line per finished trial")
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild this sweep's leaderboard")
-    parser.add_argument("--reproduce", action="store_true",
-                        help="rerun the sweep in a scratch directory and compare, per metric, with RESULTS' parquet")
+    parser.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="rerun the sweep in a scratch directory and compare, per metric, with RESULTS' parquet",
+    )
 
 
-add_arguments = add_sweep_arguments
-
-
-def run_sweep(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from bench import sweep
     from bench.results import store
 
     if args.reproduce:
         return _reproduce(args)
-    summary = sweep.run_sweep(args.name, args.budget, args.storage, args.workers, args.results, args.dataset,
-                              args.data_dir, progress=not args.no_progress, threads=args.threads)
+    summary = sweep.run_sweep(
+        args.name,
+        args.budget,
+        args.storage,
+        args.workers,
+        args.results,
+        args.dataset,
+        args.data_dir,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items()))
-    print(f"{summary['sweep']}: study {summary['study']} in {summary['storage']}: {counts}; "
-          f"{summary['seconds']:.0f} s with {args.workers} worker(s)")
+    print(
+        f"{summary['sweep']}: study {summary['study']} in {summary['storage']}: {counts}; "
+        f"{summary['seconds']:.0f} s with {args.workers} worker(s)"
+    )
     print(f"rows: {store.parquet_dir(args.results, summary['sweep'])}")
     if not args.no_leaderboard:
         from bench.results import leaderboard
 
         written = leaderboard.build(args.results, sweeps=[summary["sweep"]])
         tables = [p for p in written if p.suffix in (".md", ".csv")]
-        print(f"leaderboard: {', '.join(map(str, tables))}; "
-              f"{len(written) - len(tables)} figures in {Path(args.results) / 'figures' / summary['sweep']}")
+        print(
+            f"leaderboard: {', '.join(map(str, tables))}; "
+            f"{len(written) - len(tables)} figures in {Path(args.results) / 'figures' / summary['sweep']}"
+        )
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    """Rerun the sweep into a scratch directory with the committed rows' thread count; compare per metric.
+    Exit status 0 when every deterministic metric matches, 1 otherwise."""
     from bench import sweep
-    from bench.results import leaderboard, store
+    from bench.results import reproduce, store
 
     spec = sweep.load_spec(args.name)
     dataset = args.dataset or spec.dataset
@@ -103,11 +96,22 @@ def _reproduce(args: argparse.Namespace) -> int:
     threads = args.threads or int(committed["threads"].mode().iloc[0])  # the committed thread count: same sums
     print(f"rerunning {len(committed)} trials of {study} in a scratch directory with {threads} thread(s) per worker")
     with tempfile.TemporaryDirectory(prefix="lae-reproduce-") as tmp:
-        summary = sweep.run_sweep(args.name, args.budget, None, args.workers, tmp, args.dataset, args.data_dir,
-                                  progress=not args.no_progress, threads=threads)
+        summary = sweep.run_sweep(
+            args.name,
+            args.budget,
+            None,
+            args.workers,
+            tmp,
+            args.dataset,
+            args.data_dir,
+            progress=not args.no_progress,
+            threads=threads,
+        )
         fresh = store.read_rows(tmp, spec.name, study)
-    report, ok = leaderboard.compare(committed, fresh)
+    report, ok = reproduce.compare(committed, fresh)
     print(report)
-    print(f"reran {study} in {summary['seconds']:.0f} s: "
-          + ("every deterministic metric matches" if ok else "some deterministic metrics differ (see above)"))
+    print(
+        f"reran {study} in {summary['seconds']:.0f} s: "
+        + ("every deterministic metric matches" if ok else "some deterministic metrics differ (see above)")
+    )
     return 0 if ok else 1

@@ -1,14 +1,17 @@
 """Figures (matplotlib, Agg backend): each metric against the swept value, one PNG per metric under
 ``<results>/figures/<sweep>/<metric>.png``. Variants that follow the swept axis are lines with a 95% confidence band
-over seeds (t-distribution, see ``bench.leaderboard``); flat baselines (no such knob) are horizontal lines with their
-band, drawn alongside. A tuning sweep (one trial per value) is a scatter of its trials, pruned ones hollow."""
+over seeds (t-distribution, see ``bench.results.leaderboard``, the only caller); flat baselines (no such knob) are
+horizontal lines with their band, drawn alongside. A tuning sweep (one trial per value) is a scatter of its trials,
+pruned ones hollow. Units and directions: bench.registry's METRICS."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench.registry import METRICS
+from lae.utils import atomic_path
 
 
 def _plt():
@@ -21,9 +24,9 @@ def _plt():
 
 
 def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    """One figure per metric with finite values; returns the paths written (atomically)."""
-    from bench.results.leaderboard import METRICS
-
+    """One figure per metric of the leaderboard `table` (columns ``<metric>_mean``, ``_ci95``, rows as
+    ``summarize`` makes them) with finite values; `rows` are the study's trials. Returns the paths written
+    (atomically)."""
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     axis = rows["axis"].iloc[0]
@@ -33,7 +36,8 @@ def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]
     log_x = len(x_pos) > 1 and (x_pos > 0).all() and x_pos.max() / x_pos.min() >= 20
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     written = []
-    for metric, better, unit, _ in METRICS:
+    for m in METRICS.values():
+        metric, better, unit = m.name, m.better, m.unit
         col = f"{metric}_mean"
         if col not in table or not np.isfinite(table[col].astype(float)).any():
             continue
@@ -63,15 +67,15 @@ def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]
             pad = 0.05 * max(x_pos.max() - x_pos.min(), 1)
             ax.set_xlim(x_pos.min() - pad, x_pos.max() + pad)
         ax.set_xlabel(axis)
-        ax.set_ylabel(f"{metric} ({unit})" + ("" if better is None else f", {'higher' if better == 'max' else 'lower'} is better"))
+        direction = "" if better is None else f", {'higher' if better == 'max' else 'lower'} is better"
+        ax.set_ylabel(f"{metric} ({unit}){direction}")
         ax.set_title(f"{rows['sweep'].iloc[0]}: {metric} ({rows['study'].iloc[0]})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out / f"{metric}.png"
-        tmp = out / f".{metric}.{os.getpid()}.tmp.png"
-        fig.savefig(tmp)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")  # the temporary name ends in .tmp: the format cannot be inferred
         plt.close(fig)
-        os.replace(tmp, path)
         written.append(path)
     return written

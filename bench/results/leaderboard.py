@@ -2,9 +2,10 @@
 
 Each metric is the mean over seeds of the complete trials and the half-width of its 95% confidence interval,
 t-distribution with n-1 degrees of freedom (``t_{0.975,n-1} * sd / sqrt(n)``; none for a single seed), with the seed
-count ``n``. The best mean of each column (its direction in ``METRICS``) is marked: ``<metric>_best`` in the CSV,
-bold in the markdown. Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the
-figures (``bench.figures``) under ``<results>/figures/<sweep>/``.
+count ``n``. The columns, their units, sections and directions (higher or lower is better) are bench.registry's
+``METRICS``; the best mean of each ranked column is marked: ``<metric>_best`` in the CSV, bold in the markdown.
+Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the figures
+(``bench.results.figures``) under ``<results>/figures/<sweep>/``. Models in the family registry's order, LAE first.
 
 Which study a sweep's table shows: the largest budget present (full > default > smoke), then the dataset with the
 most rows; the study name is printed in the table's header.
@@ -18,25 +19,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.registry import BUDGETS, METRICS, MODELS, Metric
+from bench.results import figures as figures_lib
 from bench.results import store
+from lae.utils import atomic_write_text
 
-EPS = (0.05, 0.1, 0.2, 0.3)
-# (column, better: "max" | "min" | None, unit, group)
-METRICS = ([("val_loss", "min", "nats/image", "likelihood"), ("test_loglik_ais", "max", "nats", "likelihood"),
-            ("test_loglik_is", "max", "nats", "likelihood"), ("test_elbo", "max", "nats", "likelihood"),
-            ("test_bpd_ais", "min", "bits/dim", "likelihood"), ("test_bpd_is", "min", "bits/dim", "likelihood"),
-            ("probe_acc", "max", "fraction", "representation"),
-            ("adv_acc_clean", "max", "fraction", "robustness")]
-           + [(f"adv_acc_{a}_{e:g}", "max", "fraction", "robustness") for a in ("fgsm", "pgd") for e in EPS]
-           + [("mh_accept", None, "fraction", "speed"), ("ais_accept", None, "fraction", "speed"), ("gen_samples_per_s", "max", "samples/s", "speed"),
-              ("posterior_samples_per_s", "max", "samples/s", "speed"), ("train_seconds", "min", "s", "speed"),
-              ("eval_seconds", "min", "s", "speed")])
-GROUPS = {"likelihood": "Likelihood (test set; validation loss is the training objective)",
-          "representation": "Representation", "robustness": "Adversarial robustness of the linear probe",
-          "speed": "Sampler and speed"}
-TIMING = {"gen_samples_per_s", "posterior_samples_per_s", "train_seconds", "eval_seconds"}
-BUDGET_RANK = {"full": 0, "default": 1, "smoke": 2}
-MODEL_ORDER = {"lae": 0, "vae": 1, "iwae": 2, "lvae": 3}
+# Leaderboard sections (bench.registry's Metric.section), in table order, with their titles.
+SECTIONS = {"likelihood": "Likelihood (test set; validation loss is the training objective)",
+            "representation": "Representation", "robustness": "Adversarial robustness of the linear probe",
+            "speed": "Sampler and speed"}
+# The table's metric columns: section by section, registry order within a section.
+COLUMNS: tuple[Metric, ...] = tuple(m for section in SECTIONS for m in METRICS.values() if m.section == section)
+BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
+MODEL_ORDER = {m: i for i, m in enumerate(sorted(MODELS, key=lambda m: m != "lae"))}  # lae, then the registry's order
 
 
 def t_quantile(p: float, dof: int) -> float:
@@ -64,7 +59,7 @@ def pick_study(rows: pd.DataFrame) -> str:
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _best."""
-    metrics = [m for m, *_ in METRICS if m in rows.columns]
+    metrics = [m.name for m in COLUMNS if m.name in rows.columns]
     out = []
     for (variant, value), g in rows.groupby(["variant", rows["axis_value"].fillna(-math.inf)], sort=False):
         ok = g[g["status"] == "complete"]
@@ -80,13 +75,13 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         return table
     table["_order"] = table["model"].map(MODEL_ORDER).fillna(9)
     table = table.sort_values(["_order", "variant", "axis_value"], na_position="first").drop(columns="_order")
-    for m, better, *_ in METRICS:
-        col = f"{m}_mean"
-        if col not in table or better is None:
+    for m in COLUMNS:
+        col = f"{m.name}_mean"
+        if col not in table or m.better is None:
             continue
         finite = table[col][np.isfinite(table[col].astype(float))]
-        best = finite.max() if better == "max" else finite.min()
-        table[f"{m}_best"] = np.isfinite(table[col].astype(float)) & (table[col] == best) if len(finite) else False
+        best = finite.max() if m.better == "max" else finite.min()
+        table[f"{m.name}_best"] = np.isfinite(table[col].astype(float)) & (table[col] == best) if len(finite) else False
     return table.reset_index(drop=True)
 
 
@@ -105,19 +100,22 @@ def fmt(x: float) -> str:
 
 
 def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The sweep's table as markdown: a header (study, setup, provenance), one table per section, the failed
+    trials and the headline figure."""
     axis = rows["axis"].iloc[0]
     first = rows.iloc[0]
+    statuses = ", ".join(f"{v} {k}" for k, v in rows["status"].value_counts().items())
     lines = [f"# Leaderboard: `{sweep}`", "",
-             f"Study `{study}`: {len(rows)} trials ({', '.join(f'{v} {k}' for k, v in rows['status'].value_counts().items())}), "
+             f"Study `{study}`: {len(rows)} trials ({statuses}), "
              f"dataset {first['dataset']}, {int(first['epochs'])} epoch(s), batch {int(first['batch_size'])}, "
              f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
              f"Cells: mean ± 95% CI half-width (t-distribution) over the n complete seeds; **bold**: best in its "
              f"column. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.", "",
              f"Commit {first['git_commit']}, torch {first['torch_version']}, optuna {first['optuna_version']}, "
              f"{int(first['threads'])} thread(s) per trial on {first['machine']}.", ""]
-    for group, title in GROUPS.items():
-        cols = [(m, unit) for m, _, unit, g in METRICS if g == group and f"{m}_mean" in table
-                and np.isfinite(table[f"{m}_mean"].astype(float)).any()]  # all-NaN columns (bpd of binary data)
+    for section, title in SECTIONS.items():
+        cols = [(m.name, m.unit) for m in COLUMNS if m.section == section and f"{m.name}_mean" in table
+                and np.isfinite(table[f"{m.name}_mean"].astype(float)).any()]  # all-NaN columns (bpd of binary data)
         if not cols:
             continue
         units = {u for _, u in cols}
@@ -145,25 +143,15 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build(results: str | os.PathLike = "results", sweeps: list[str] | None = None, figures: bool = True) -> list[Path]:
     """Rebuild the leaderboards (and figures) of ``sweeps`` (default: every sweep with rows) and the index page."""
-    from bench.results import figures as figures_lib
-
     results = Path(results)
     base = store.parquet_dir(results)
     if sweeps is None:
         sweeps = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    names = sweeps
     out = results / "leaderboards"
     written = []
-    for sweep in names:
+    for sweep in sweeps:
         rows = store.read_rows(results, sweep)
         if rows.empty:
             continue
@@ -173,8 +161,8 @@ def build(results: str | os.PathLike = "results", sweeps: list[str] | None = Non
         csv = out / f"{sweep}.csv"
         table.insert(0, "study", study)
         table.insert(0, "sweep", sweep)
-        _atomic_write(csv, table.to_csv(index=False))
-        _atomic_write(out / f"{sweep}.md", markdown(sweep, study, rows, table))
+        atomic_write_text(csv, table.to_csv(index=False))
+        atomic_write_text(out / f"{sweep}.md", markdown(sweep, study, rows, table))
         written += [csv, out / f"{sweep}.md"]
         if figures:
             written += figures_lib.plot_sweep(rows, table, results / "figures" / sweep)
@@ -184,7 +172,9 @@ def build(results: str | os.PathLike = "results", sweeps: list[str] | None = Non
 
 def write_index(results: Path) -> Path:
     out = Path(results) / "leaderboards"
-    lines = ["# Leaderboards", "", "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
+    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
+    lines = ["# Leaderboards", "",
+             "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
              "commands are in [`results/README.md`](../README.md).", "",
              "| sweep | study | trials | table | figures |", "|---|---|---:|---|---|"]
     for csv in sorted(out.glob("*.csv")):
@@ -196,38 +186,5 @@ def write_index(results: Path) -> Path:
         lines.append(f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
                      f"[figures](../figures/{sweep}/) |")
     path = out / "README.md"
-    _atomic_write(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
-
-
-def compare(committed: pd.DataFrame, fresh: pd.DataFrame) -> tuple[str, bool]:
-    """Per metric: how many regenerated values equal the committed ones exactly, and the largest difference.
-    Timing metrics cannot match and are reported, not judged. Returns (report, all deterministic metrics equal)."""
-    merged = committed.merge(fresh, on="params", suffixes=("_old", "_new"))
-    lines = [f"{len(merged)} of {len(committed)} committed trials regenerated "
-             f"(status equal: {int((merged['status_old'] == merged['status_new']).sum())})"]
-    notes = []
-    for col, label in (("machine", "machine"), ("threads", "threads per trial"), ("torch_version", "torch")):
-        old, new = set(committed[col].astype(str)), set(fresh[col].astype(str))
-        if old != new:
-            notes.append(f"{label} differs ({', '.join(sorted(old))} -> {', '.join(sorted(new))})")
-    ok = len(merged) == len(committed)
-    lines.append(f"{'metric':28s} {'identical':>10s} {'max |diff|':>12s}  verdict")
-    for m in [m for m, *_ in METRICS if f"{m}_old" in merged] + ["eval_threads"]:
-        if f"{m}_old" not in merged:
-            continue
-        a, b = merged[f"{m}_old"].astype(float).to_numpy(), merged[f"{m}_new"].astype(float).to_numpy()
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        diff = np.nanmax(np.abs(a - b)) if np.isfinite(a - b).any() else 0.0
-        if m in TIMING:
-            verdict = "timing: not reproducible by nature"
-        elif same.all():
-            verdict = "match"
-        else:
-            verdict = "DIFFERS"
-            ok = False
-        lines.append(f"{m:28s} {int(same.sum()):>4d}/{len(same):<5d} {diff:12.4g}  {verdict}")
-    if notes:
-        lines.append("note: identical numbers need the same machine type, thread count and library versions; here "
-                     + "; ".join(notes))
-    return "\n".join(lines), ok

@@ -1,11 +1,11 @@
 """The results store: a parquet dataset with one row per finished trial.
 
-Layout: ``<results>/parquet/<sweep>/<study>/t<trial>-<host>-<pid>-<time>.parquet``, one small file per row. A row is
-written to a hidden temp file in the same directory and moved into place with ``os.replace`` (atomic on POSIX), so
-a kill at any moment leaves either the whole file or nothing, and concurrent workers never write the same file.
-Readers list the directory (hidden files are ignored) and drop duplicates: a trial that finished but whose process
-died before Optuna heard of it is run again, so the same (study, params) may appear twice; the best status wins
-(complete > pruned > fail), then the earliest row.
+Layout: ``<results>/parquet/<sweep>/<study>/t<trial>-<host>-<pid>-<random>.parquet``, one small file per row. A row
+is written to a hidden temp file in the same directory, forced to disk and moved into place with ``os.replace``
+(``lae.utils.atomic_path``; atomic on POSIX), so a kill at any moment leaves either the whole file or nothing, and
+concurrent workers never write the same file. Readers list the directory (hidden files are ignored) and drop
+duplicates: a trial that finished but whose process died before Optuna heard of it is run again, so the same
+(study, params) may appear twice; the best status wins (complete > pruned > fail), then the earliest row.
 
 Passwords never reach a row: storage URLs go through ``redact_url`` and error texts through ``redact_text``.
 """
@@ -21,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lae.utils import atomic_path
 
 SCHEMA_VERSION = 1
 
@@ -87,25 +89,16 @@ def write_row(results: str | os.PathLike, row: dict) -> Path:
     sweep, study and trial; a schema_version and a UTC timestamp are added when missing."""
     row = dict(row)
     row.setdefault("schema_version", SCHEMA_VERSION)
-    row.setdefault("timestamp", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    for key in ("storage",):
-        row[key] = redact_url(row.get(key))
+    row.setdefault("timestamp", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    row["storage"] = redact_url(row.get("storage"))
     row["error"] = redact_text(row.get("error"))
     schema = pa.schema([(c, _arrow_type(c, v)) for c, v in row.items()])
     table = pa.Table.from_pylist([row], schema=schema)
-    folder = parquet_dir(results, row["sweep"]) / row["study"]
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"t{int(row['trial']):05d}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = folder / f".{name}.tmp"
-    try:
+    path = parquet_dir(results, row["sweep"]) / row["study"] / name
+    with atomic_path(path, fsync=True) as tmp:  # fsync: the bytes reach the disk before the name does
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:  # the bytes reach the disk before the name does
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return folder / name
+    return path
 
 
 def read_rows(results: str | os.PathLike, sweep: str | None = None, study: str | None = None,

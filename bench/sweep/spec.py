@@ -1,0 +1,285 @@
+"""The sweep spec (``sweeps/<name>.toml``, see docs/sweeps.md): its schema (Spec, Budget, Point) and loading, in two
+steps: ``parse_spec`` turns the TOML into a Spec (unknown keys, types, missing budgets) and ``validate_spec`` builds
+and checks every trial's RunConfig, so an invalid value is rejected before anything trains.
+
+Spec -> points: a grid sweep varies one LAE field (``axis``) over ``values``; every ``[[models]]`` entry either takes
+the value in one of its fields (``axis = "k"``: IWAE with k = n_chains, the compute-matched baseline) or, without
+``axis``, is trained once per seed (a flat baseline). A *point* is one (model entry, value) pair, labelled e.g.
+``"lae step_size=0.001"``. A tuning sweep (``kind = "tune"``) searches ``[search]`` instead of a grid."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.registry import BUDGETS
+from bench.sweep.paths import find_spec
+from lae.config import ConfigError, RunConfig
+
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+SPEC_KEYS = {
+    "description",
+    "kind",
+    "axis",
+    "values",
+    "dataset",
+    "fixed",
+    "models",
+    "budget",
+    "search",
+    "pruner",
+    "objective",
+    "sampler_seed",
+}
+BUDGET_KEYS = {"train_size", "val_size", "epochs", "seeds", "metrics", "metric_settings", "values", "n_trials", "set"}
+MODEL_KEYS = {"model", "label", "axis", "set"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model configuration of a sweep: ``label`` names it in Optuna and the tables."""
+
+    label: str
+    variant: str  # the [[models]] label (e.g. "iwae (k = n_chains)")
+    model: str
+    overrides: dict  # RunConfig fields of this model entry, the axis value included
+    axis_value: float | None  # the swept value this point belongs to (None: a flat baseline)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One ``[budget.<name>]`` table: the trial sizes and the metric preset of a budget."""
+
+    name: str  # one of bench.registry.BUDGETS
+    epochs: int
+    seeds: tuple[int, ...]
+    metrics: str  # MetricSettings preset
+    train_size: int | None = None  # images; None: the dataset's default split
+    val_size: int | None = None
+    metric_settings: dict = field(default_factory=dict)  # MetricSettings field overrides
+    values: tuple | None = None  # grid values replacing the spec's (e.g. a 2-value smoke grid)
+    n_trials: int | None = None  # tuning sweeps
+    set: dict = field(default_factory=dict)  # RunConfig overrides for this budget
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A loaded sweep spec (``<name>.toml``): its models, grid or search space, and budgets by name."""
+
+    name: str  # the file's stem
+    path: Path
+    kind: str  # "grid" | "tune"
+    description: str
+    axis: str  # grid: the swept LAE field; tune: the first searched field
+    values: tuple
+    dataset: str
+    fixed: dict
+    models: tuple[dict, ...]
+    budgets: dict
+    search: dict = field(default_factory=dict)  # tune: name -> {low, high, log}
+    pruner: dict = field(default_factory=dict)  # tune: MedianPruner arguments
+    sampler_seed: int = 0
+
+    def budget(self, name: str) -> Budget:
+        if name not in self.budgets:
+            raise BenchError(f"{self.path}: no budget {name!r}; this sweep has {', '.join(self.budgets)}")
+        return self.budgets[name]
+
+    def points(self, budget: Budget) -> list[Point]:
+        values = budget.values if budget.values is not None else self.values
+        out = []
+        for entry in self.models:
+            label, axis = entry["label"], entry.get("axis")
+            if self.kind == "tune" or axis is None:
+                out.append(Point(label, label, entry["model"], dict(entry.get("set", {})), None))
+                continue
+            for v in values:
+                name = f"{entry['model']} {axis}={v:g}"
+                out.append(Point(name, label, entry["model"], {**entry.get("set", {}), axis: v}, v))
+        return out
+
+    def config(
+        self,
+        point: Point,
+        budget: Budget,
+        seed: int,
+        dataset: str | None = None,
+        data_dir: str | None = None,
+        extra: dict | None = None,
+    ) -> RunConfig:
+        """The RunConfig of one trial: fixed < budget.set < budget sizes < model entry < axis value < extra."""
+        sizes = {k: getattr(budget, k) for k in ("epochs", "train_size", "val_size") if getattr(budget, k) is not None}
+        d = {
+            **self.fixed,
+            **budget.set,
+            **sizes,
+            **point.overrides,
+            **(extra or {}),
+            "model": point.model,
+            "seed": seed,
+            "dataset": dataset or self.dataset,
+            "data_dir": data_dir,
+        }
+        return RunConfig.from_dict(d)
+
+    def search_lows(self) -> dict:
+        """Each searched field at its lower bound: a stand-in for the tuned values when checking configs."""
+        return {k: d["low"] for k, d in self.search.items()}
+
+
+def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
+    """Find (``bench.sweep.paths.find_spec``), parse and validate a spec. Malformed TOML: BenchError with the file,
+    line and column; bad keys or values: BenchError naming the file and key (and the line where it can be found)."""
+    path = find_spec(name, sweeps_dir)
+    text = path.read_text()
+    spec = parse_spec(path, text)
+    validate_spec(spec, text)
+    return spec
+
+
+def _line_of(text: str, table: str, key: str) -> str:
+    """' (line N)' of ``key = ...`` inside ``[table]`` (or at the top level), '' when not found."""
+    lines, inside = text.splitlines(), table == ""
+    for i, line in enumerate(lines, 1):
+        s = line.strip()
+        if s.startswith("["):
+            inside = s.strip("[] ") == table
+        elif inside and re.match(rf"{re.escape(key)}\s*=", s):
+            return f" (line {i})"
+    return ""
+
+
+def _error(path: Path, text: str, key: str, why: str, table: str = "") -> BenchError:
+    """``<path> (line N): <key>: <why>``, the line of the key's last dotted part inside ``[table]``."""
+    where = _line_of(text, table, key.rsplit(".", 1)[-1])
+    return BenchError(f"{path}{where}: {key}: {why}")
+
+
+def parse_spec(path: Path, text: str) -> Spec:
+    """The TOML text of ``path`` as a Spec: known keys, kinds and types, every budget present."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path}: malformed TOML: {exc}") from None
+
+    def bad(key: str, why: str, table: str = "") -> BenchError:
+        return _error(path, text, key, why, table)
+
+    for key in raw:
+        if key not in SPEC_KEYS:
+            raise bad(key, f"unknown key; expected one of {', '.join(sorted(SPEC_KEYS))}")
+    kind = raw.get("kind", "grid")
+    if kind not in ("grid", "tune"):
+        raise bad("kind", f"must be 'grid' or 'tune', got {kind!r}")
+    fixed = raw.get("fixed", {})
+    for key in fixed:
+        if key not in RUN_FIELDS or key in ("model", "seed", "dataset", "data_dir"):
+            raise bad(f"fixed.{key}", "not a settable RunConfig field", "fixed")
+    models = _parse_models(raw.get("models", []), bad)
+    search = raw.get("search", {})
+    axis, values = _parse_axis(kind, raw, search, bad)
+    budgets = {name: _parse_budget(name, b, kind, bad) for name, b in raw.get("budget", {}).items()}
+    missing = [b for b in BUDGETS if b not in budgets]
+    if missing:
+        raise bad("budget", f"missing [budget.{missing[0]}] (every spec defines {', '.join(BUDGETS)})")
+    return Spec(
+        path.stem,
+        path,
+        kind,
+        raw.get("description", ""),
+        axis,
+        tuple(values),
+        raw.get("dataset", "mnist"),
+        dict(fixed),
+        tuple(models),
+        budgets,
+        dict(search),
+        dict(raw.get("pruner", {})),
+        int(raw.get("sampler_seed", 0)),
+    )
+
+
+def _parse_models(entries: list, bad) -> list[dict]:
+    """The ``[[models]]`` entries, each with a label (default: its model), labels distinct."""
+    models = []
+    for i, entry in enumerate(entries):
+        unknown = set(entry) - MODEL_KEYS
+        if unknown:
+            raise bad(f"models[{i}].{sorted(unknown)[0]}", f"unknown key; expected {', '.join(sorted(MODEL_KEYS))}")
+        if entry.get("axis") is not None and entry["axis"] not in RUN_FIELDS:
+            raise bad(f"models[{i}].axis", f"{entry['axis']!r} is not a RunConfig field")
+        for key in entry.get("set", {}):
+            if key not in RUN_FIELDS:
+                raise bad(f"models[{i}].set.{key}", "not a RunConfig field")
+        models.append({**entry, "label": entry.get("label", entry.get("model"))})
+    if not models:
+        raise bad("models", "at least one [[models]] entry is required")
+    if len({m["label"] for m in models}) != len(models):
+        raise bad("models", "two [[models]] entries have the same label; give them distinct `label`s")
+    return models
+
+
+def _parse_axis(kind: str, raw: dict, search: dict, bad) -> tuple[str, list]:
+    """(axis, values): a grid's swept field and values; a tuning sweep's first searched field and no values."""
+    if kind == "grid":
+        axis, values = raw.get("axis"), raw.get("values")
+        if axis not in RUN_FIELDS:
+            raise bad("axis", f"must name a RunConfig field, got {axis!r}")
+        if not isinstance(values, list) or not values:
+            raise bad("values", "must be a non-empty list")
+        return axis, values
+    if not search:
+        raise bad("search", "a tuning sweep needs a [search.<field>] table with low, high (and log)")
+    for key, dist in search.items():
+        if key not in RUN_FIELDS or not {"low", "high"} <= set(dist) or not dist["low"] < dist["high"]:
+            raise bad(f"search.{key}", "needs a RunConfig field with low < high", f"search.{key}")
+    return next(iter(search)), []
+
+
+def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
+    """One ``[budget.<name>]`` table: a known budget name, known keys, positive counts, a metric preset name."""
+    table = f"budget.{name}"
+    if name not in BUDGETS:
+        raise bad(table, f"unknown budget; expected {', '.join(BUDGETS)}")
+    for key in b:
+        if key not in BUDGET_KEYS:
+            raise bad(f"{table}.{key}", f"unknown key; expected {', '.join(sorted(BUDGET_KEYS))}", table)
+    for key in ("epochs", "seeds") + (("n_trials",) if kind == "tune" else ()):
+        if not isinstance(b.get(key), int) or isinstance(b.get(key), bool) or b[key] < 1:
+            raise bad(f"{table}.{key}", f"must be a positive integer, got {b.get(key)!r}", table)
+    if not isinstance(b.get("metrics"), str):
+        raise bad(f"{table}.metrics", "must name a metric preset (smoke, default, full)", table)
+    if "values" in b and (not isinstance(b["values"], list) or not b["values"]):
+        raise bad(f"{table}.values", "must be a non-empty list", table)
+    return Budget(
+        name,
+        b["epochs"],
+        tuple(range(b["seeds"])),
+        b["metrics"],
+        b.get("train_size"),
+        b.get("val_size"),
+        dict(b.get("metric_settings", {})),
+        tuple(b["values"]) if "values" in b else None,
+        b.get("n_trials"),
+        dict(b.get("set", {})),
+    )
+
+
+def validate_spec(spec: Spec, text: str = "") -> None:
+    """Every budget's points have distinct labels and every trial's RunConfig is valid (a tuning sweep's searched
+    fields at their lower bounds). ``text``: the spec's TOML, to name the line of a bad key."""
+    for budget in spec.budgets.values():
+        labels = [p.label for p in spec.points(budget)]
+        if len(set(labels)) != len(labels):
+            twice = max(labels, key=labels.count)
+            raise _error(spec.path, text, "models", f"budget.{budget.name} has two points named {twice!r}")
+        for point in spec.points(budget):
+            try:
+                spec.config(point, budget, 0, extra=spec.search_lows()).validate()
+            except ConfigError as exc:
+                raise BenchError(f"{spec.path}: budget.{budget.name}, {point.label}: {exc}") from None
