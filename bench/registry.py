@@ -40,7 +40,7 @@ _METRICS = [
         "val_loss",
         "training",
         "nats/image",
-        "min",
+        None,
         "nats per image: the training objective on the validation "
         "images after the last epoch (each family's own objective: never compared across families)",
         _L,
@@ -86,6 +86,15 @@ _METRICS = [
         _L,
     ),
     Metric("test_images", "loglik", "count", None, "count: test images in the log-likelihood means"),
+    Metric(
+        "bdmc_gap",
+        "loglik",
+        "nats",
+        None,
+        "nats per image: BDMC upper minus lower bound of log p(x) on images "
+        "simulated from the model, AIS at the same settings: bounds the AIS error",
+        _L,
+    ),
     Metric(
         "mh_accept",
         "training",

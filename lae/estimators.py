@@ -1,64 +1,62 @@
-"""Test log-likelihood estimators: importance sampling (IS) with the model's own proposal, and
-annealed importance sampling (AIS) from the prior, which needs only the decoder.
+"""Test log-likelihood estimators, and a bound on their error: importance sampling (IS), annealed importance
+sampling (AIS, lae.ais) and bidirectional Monte Carlo (BDMC).
 
-Both return log p(x) estimates in nats per image, shape (N,), for images x (N, P). Both are
-stochastic lower bounds in expectation (E[log p_hat(x)] <= log p(x), Jensen), so higher is better
-and a gap to the truth is estimator bias, not model quality.
+IS and AIS return log p(x) estimates in nats per image, shape (N,), for images x (N, P). Both are stochastic lower
+bounds (E[log p_hat(x)] <= log p(x), Jensen): higher is closer, and a gap to the truth is estimator bias, not model
+quality.
 
-    log_px = importance_sampling(model, x, n_samples=1000, generator=gen)
-    log_px = ais(model, x, n_intermediate=500, n_chains=8, n_leapfrog=2, step_size=0.1, generator=gen)
+    q = proposals(model, x, gen, ald_batch)                     # built once, shared by IS and AIS
+    log_px = importance_sampling(model, x, 1000, gen, proposal=q)
+    log_px = ais(model, x, n_intermediate=100, n_chains=4, generator=gen, proposal=q)
+    result = bdmc(model, 100, n_intermediate=100, n_chains=4, generator=gen)   # result.gap: nats per image
 
-IS proposals: the model's own, `model.proposal(x, generator, ald_batch)` (lae.models; lae.proposals for the
-Gaussians): the VAE family's q(z|x), LAE's Laplace-shaped Gaussian from its ALD posterior samples. A proposal that
-runs ALD is built on chunks of `model.proposal_images(ald_batch)` images (ALD's step size is tied to its batch size).
+The proposal is the model's own, `model.proposal(x, generator, ald_batch)` (lae.models, lae.proposals): a Laplace fit
+at the posterior mode, from the VAE family's encoder mean or LAE's ALD samples. A proposal that runs ALD is built on
+chunks of `model.proposal_images(ald_batch)` images (ALD's step size is tied to its batch size).
 
-AIS (Neal 2001; Wu et al. 2017 for decoder-based models): geometric path
-pi_b(z) ~ N(z; 0, I) p(x|z)^b from b = 0 (the prior, sampled exactly) to b = 1 (the posterior),
-`n_intermediate` distributions strictly between with a sigmoid schedule (dense at both ends),
-one HMC transition (`n_leapfrog` leapfrog steps, MH-corrected) at each intermediate distribution,
-log-weights accumulated as sum_t (b_t - b_{t-1}) log p(x | z_{t-1}), then log-mean-exp over
-`n_chains` independent chains per image. The leapfrog step size is per image, adapted after every
-transition toward TARGET_ACCEPT mean acceptance over that image's chains (lae.adaptation.sign_rule; the kernel
-at step t depends only on the past, so every transition still leaves pi_{b_t} invariant). Images and chains
-are one (C, N, D) tensor; each leapfrog step costs one decoder forward + backward in z.
-Cost: n_intermediate * n_leapfrog * n_chains likelihood-and-gradient evaluations per image.
+AIS (lae.ais) anneals from a start distribution to the posterior: `start="proposal"` (the default) from that same
+proposal, with HMC preconditioned by its covariance, a short path; `start="prior"` from N(0, I), the decoder-only
+path of Wu et al. (2017), which needs many more distributions for the same accuracy.
+
+BDMC (Grosse et al. 2015): on images simulated from the model (z* ~ p(z), x ~ p(x | z*)), forward AIS gives a
+stochastic lower bound and reverse AIS from the exact posterior sample z* a stochastic upper bound of log p(x); with
+the same settings as on the test images, the mean gap upper - lower bounds the error of the test-image AIS.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
-from lae import adaptation
+from lae import ais as ais_lib
+from lae.proposals import GaussianProposal
 from lae.utils import model_device
 
-AIS_INTERMEDIATE = 500  # defaults of the headline AIS estimate (bench.metrics "default"/"full" presets)
+AIS_INTERMEDIATE = 500  # defaults of the AIS estimate (the bench.metrics "full" preset)
 AIS_CHAINS = 8
 AIS_LEAPFROG = 2
-AIS_STEP_SIZE = 0.1  # initial leapfrog step in z; adapted per image
-TARGET_ACCEPT = 0.65  # HMC acceptance the per-image step size is adapted toward (lae.adaptation.sign_rule)
+AIS_STEP_SIZE = 0.5  # initial leapfrog step, whitened units (z / the start's scale); adapted per image
+AIS_STARTS = ("proposal", "prior")
 LAE_ALD_BATCH = 100  # images per ALD run when the caller does not pass RunConfig.batch_size
+PROPOSAL_IMAGES = 500  # images per proposal construction when the family does not fix it (memory of the Hessian)
 DEFAULT_BATCH = 2048  # (sample, image) pairs per decoder call
 
 
-# ----------------------------------------------------------------------------------------- helpers
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(a, dim) - math.log(a.shape[dim])
 
 
-def loglik_and_grad(model, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x | z) (..., N) nats and its gradient in z (..., N, D), both detached; one forward and
-    one backward of the decoder (no graph to the parameters is kept)."""
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        ll = model.log_likelihood(x, z)
-        (g,) = torch.autograd.grad(ll.sum(), z)
-    return ll.detach(), g
+def proposals(model, x: torch.Tensor, generator, ald_batch: int = LAE_ALD_BATCH) -> GaussianProposal:
+    """The model's proposal for every image of x (N, P), built on chunks of model.proposal_images(ald_batch) images
+    (PROPOSAL_IMAGES when the family does not fix it). ald_batch: pass RunConfig.batch_size."""
+    x = x.to(model_device(model))
+    chunk = model.proposal_images(ald_batch) or PROPOSAL_IMAGES
+    return GaussianProposal.cat([model.proposal(xb, generator, ald_batch) for xb in x.split(chunk)])
 
 
-# ------------------------------------------------------------------------------ importance sampling
 def importance_sampling(
     model,
     x: torch.Tensor,
@@ -67,23 +65,22 @@ def importance_sampling(
     batch_size: int = DEFAULT_BATCH,
     ald_batch: int = LAE_ALD_BATCH,
     on_chunk: Callable[[int], None] | None = None,
+    proposal: GaussianProposal | None = None,
 ) -> torch.Tensor:
-    """log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K, z_k ~ q (the model's
-    proposal): (N,) nats per image. Batched over images and samples: at most `batch_size`
-    (sample, image) pairs per decoder call. ald_batch: LAE only, pass RunConfig.batch_size (ALD's
-    step size is tuned to it). on_chunk(n_images_in_chunk) reports progress."""
+    """log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K, z_k ~ q (the model's proposal, or the one
+    passed, built by `proposals`): (N,) nats per image. At most `batch_size` (sample, image) pairs per decoder call.
+    ald_batch: LAE only, pass RunConfig.batch_size. on_chunk(n_images_in_chunk) reports progress."""
     x = x.to(model_device(model))
-    data_chunk = model.proposal_images(ald_batch)
-    if data_chunk is None:  # as many images as fit n_samples draws each in one decoder call
-        data_chunk = max(1, batch_size // min(n_samples, batch_size))
+    q_all = proposal if proposal is not None else proposals(model, x, generator, ald_batch)
+    per_call = max(1, batch_size // min(n_samples, batch_size))  # images whose n_samples draws fit one call
     out = []
-    for xb in x.split(data_chunk):
-        q = model.proposal(xb, generator, ald_batch)
+    for start in range(0, x.shape[0], per_call):
+        xb, q = x[start : start + per_call], q_all[start : start + per_call]
         k_chunk = max(1, batch_size // xb.shape[0])
         log_w = []
         with torch.no_grad():
-            for start in range(0, n_samples, k_chunk):
-                z, log_q = q.sample(min(k_chunk, n_samples - start), generator)
+            for k0 in range(0, n_samples, k_chunk):
+                z, log_q = q.sample(min(k_chunk, n_samples - k0), generator)
                 log_w.append(model.log_joint(xb, z) - log_q)
         out.append(log_mean_exp(torch.cat(log_w), 0))
         if on_chunk is not None:
@@ -91,13 +88,12 @@ def importance_sampling(
     return torch.cat(out)
 
 
-# ------------------------------------------------------------------------------------------------ AIS
-def sigmoid_schedule(n_intermediate: int, delta: float = 4.0) -> torch.Tensor:
-    """Inverse temperatures 0 = b_0 < b_1 < ... < b_K < b_{K+1} = 1 (K = n_intermediate), float64,
-    spaced as a rescaled sigmoid (Grosse et al. 2015): small steps near the prior and the posterior."""
-    t = torch.linspace(-delta, delta, n_intermediate + 2, dtype=torch.float64)
-    s = torch.sigmoid(t)
-    return (s - s[0]) / (s[-1] - s[0])
+def _start(model, x, generator, ald_batch, start, proposal) -> GaussianProposal:
+    if start not in AIS_STARTS:
+        raise ValueError(f"AIS start must be one of {', '.join(AIS_STARTS)}; got {start!r}")
+    if start == "prior":
+        return ais_lib.prior(x.shape[0], model.config.latent_dim, x)
+    return proposal if proposal is not None else proposals(model, x, generator, ald_batch)
 
 
 def ais(
@@ -112,66 +108,80 @@ def ais(
     adapt: bool = True,
     on_chunk: Callable[[int], None] | None = None,
     diagnostics: dict | None = None,
+    start: str = "proposal",
+    proposal: GaussianProposal | None = None,
+    ald_batch: int = LAE_ALD_BATCH,
 ) -> torch.Tensor:
-    """AIS estimate of log p(x): (N,) nats per image (module docstring for the algorithm).
+    """Forward AIS estimate of log p(x): (N,) nats per image (lae.ais for the algorithm).
 
-    n_intermediate: distributions strictly between prior and posterior (one HMC transition each);
-    n_chains: independent AIS runs per image; n_leapfrog: leapfrog steps per transition;
-    step_size: initial leapfrog step (units of z), adapted per image unless adapt=False.
-    Images are processed in chunks of batch_size // n_chains. diagnostics, if given, receives
-    "accept" (mean HMC acceptance) and "step_size" (mean final step size)."""
+    n_intermediate: distributions strictly between the start and the posterior (one HMC transition each);
+    n_chains: independent AIS runs per image (log-mean-exp over them); n_leapfrog: leapfrog steps per transition;
+    step_size: initial leapfrog step in whitened units, adapted per image unless adapt=False; start: "proposal"
+    (the model's, or `proposal` when given) or "prior". Images are processed in chunks of batch_size // n_chains.
+    diagnostics, if given, receives "accept" (mean HMC acceptance) and "step_size" (mean final step)."""
     x = x.to(model_device(model))
-    betas = sigmoid_schedule(n_intermediate).tolist()
+    q_all = _start(model, x, generator, ald_batch, start, proposal)
+    betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
     chunk = max(1, batch_size // n_chains)
-    out, accepts, steps = [], [], []
-    for xb in x.split(chunk):
-        log_w, acc, eps = _ais_chunk(model, xb, betas, n_chains, n_leapfrog, step_size, generator, adapt)
+    out, accepts, steps = [], 0.0, 0.0
+    for i in range(0, x.shape[0], chunk):
+        xb, q = x[i : i + chunk], q_all[i : i + chunk]
+        z, _ = q.sample(n_chains, generator)
+        log_w, info = ais_lib.run(model, xb, q, z, betas, n_leapfrog, step_size, generator, adapt)
         out.append(log_mean_exp(log_w, 0))
-        accepts.append(acc * xb.shape[0])
-        steps.append(eps.sum().item())
+        accepts += info.accept * xb.shape[0]
+        steps += info.step_size.sum().item()
         if on_chunk is not None:
             on_chunk(xb.shape[0])
     if diagnostics is not None:
-        diagnostics["accept"] = sum(accepts) / x.shape[0]
-        diagnostics["step_size"] = sum(steps) / x.shape[0]
+        diagnostics["accept"] = accepts / x.shape[0]
+        diagnostics["step_size"] = steps / x.shape[0]
     return torch.cat(out)
 
 
-def _ais_chunk(model, x, betas, n_chains, n_leapfrog, step_size, generator, adapt):
-    """AIS log-weights (C, N) for one chunk of images, the mean acceptance and final step sizes (N,)."""
-    n, d = x.shape[0], model.config.latent_dim
-    kw = dict(generator=generator, device=x.device, dtype=x.dtype)
-    z = torch.randn((n_chains, n, d), **kw)  # exact draws from pi_0 = N(0, I)
-    ll, gll = loglik_and_grad(model, x, z)
-    log_w = torch.zeros(n_chains, n, dtype=torch.float64, device=x.device)
-    eps0 = torch.full((n,), float(step_size), device=x.device, dtype=x.dtype)
-    eps_state = adaptation.init(eps0.log(), eps0)  # the leapfrog step per image, (N,)
-    acc_total, n_trans = 0.0, 0
-    for t in range(1, len(betas) - 1):
-        b = betas[t]
-        log_w += (b - betas[t - 1]) * ll.double()
-        # One HMC transition leaving pi_b invariant. U(z) = |z|^2 / 2 - b log p(x|z).
-        e = adaptation.final(eps_state).view(1, n, 1)
-        p = torch.randn((n_chains, n, d), **kw)
-        u0 = 0.5 * (z * z).sum(-1) - b * ll
-        h0 = u0 + 0.5 * (p * p).sum(-1)
-        zn, lln, glln = z, ll, gll
-        pn = p - 0.5 * e * (zn - b * glln)
-        for leap in range(n_leapfrog):
-            zn = zn + e * pn
-            lln, glln = loglik_and_grad(model, x, zn)
-            grad_u = zn - b * glln
-            pn = pn - (e if leap < n_leapfrog - 1 else 0.5 * e) * grad_u
-        h1 = 0.5 * (zn * zn).sum(-1) - b * lln + 0.5 * (pn * pn).sum(-1)
-        log_alpha = torch.nan_to_num(h0 - h1, nan=-math.inf)
-        u = torch.rand(log_alpha.shape, generator=generator, device=x.device, dtype=x.dtype)
-        accepted = u.log() < log_alpha
-        m = accepted.unsqueeze(-1)
-        z, ll, gll = torch.where(m, zn, z), torch.where(accepted, lln, ll), torch.where(m, glln, gll)
-        rate = log_alpha.clamp(max=0.0).exp().mean(0)  # (N,) mean over chains
-        acc_total += rate.mean().item()
-        n_trans += 1
-        if adapt:
-            eps_state = adaptation.sign_rule(eps_state, rate, TARGET_ACCEPT)
-    log_w += (betas[-1] - betas[-2]) * ll.double()
-    return log_w, acc_total / max(1, n_trans), adaptation.final(eps_state)
+class BDMCResult(NamedTuple):
+    x: torch.Tensor  # (N, P) the simulated images
+    lower: torch.Tensor  # (N,) forward AIS: a stochastic lower bound of log p(x), nats
+    upper: torch.Tensor  # (N,) reverse AIS: a stochastic upper bound of log p(x), nats
+
+    @property
+    def gap(self) -> float:
+        """Mean of upper - lower, nats per image: how far the forward estimate can be below log p(x)."""
+        return (self.upper - self.lower).mean().item()
+
+
+@torch.no_grad()
+def simulate(model, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z*, x): z* ~ N(0, I) (n, D) and x ~ p(x | z*) (n, P), so z* is an exact posterior sample for x."""
+    z = torch.randn(n, model.config.latent_dim, generator=generator, device=model_device(model))
+    return z, model.likelihood.sample(model.decoder(z), generator)
+
+
+def bdmc(
+    model,
+    n_images: int,
+    n_intermediate: int = AIS_INTERMEDIATE,
+    n_chains: int = AIS_CHAINS,
+    n_leapfrog: int = AIS_LEAPFROG,
+    step_size: float = AIS_STEP_SIZE,
+    generator=None,
+    batch_size: int = DEFAULT_BATCH,
+    start: str = "proposal",
+    ald_batch: int = LAE_ALD_BATCH,
+) -> BDMCResult:
+    """Bidirectional Monte Carlo on n_images simulated from the model: forward AIS (as `ais`, same settings) and
+    reverse AIS from the exact posterior sample, every chain of an image starting there. Returns BDMCResult."""
+    z_star, x = simulate(model, n_images, generator)
+    q_all = _start(model, x, generator, ald_batch, start, None)
+    betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
+    chunk = max(1, batch_size // n_chains)
+    lower, upper = [], []
+    for i in range(0, n_images, chunk):
+        xb, q, zb = x[i : i + chunk], q_all[i : i + chunk], z_star[i : i + chunk]
+        z, _ = q.sample(n_chains, generator)
+        log_w, _ = ais_lib.run(model, xb, q, z, betas, n_leapfrog, step_size, generator)
+        lower.append(log_mean_exp(log_w, 0))
+        z = zb.expand(n_chains, *zb.shape).clone()
+        log_w, _ = ais_lib.run(model, xb, q, z, betas[::-1], n_leapfrog, step_size, generator)
+        upper.append(-log_mean_exp(log_w, 0))
+    return BDMCResult(x, torch.cat(lower), torch.cat(upper))

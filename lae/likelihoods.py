@@ -52,6 +52,10 @@ class Bernoulli(nn.Module):
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x ~ p(x | logits): binary pixels, (..., P)."""
+        return torch.bernoulli(torch.sigmoid(logits), generator=generator)
+
 
 class DiscretizedLogistic(nn.Module):
     """Per-pixel logistic with mean from the decoder and a learned per-pixel log-scale, integrated
@@ -81,6 +85,12 @@ class DiscretizedLogistic(nn.Module):
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean.clamp(0.0, 1.0)
 
+    def sample(self, mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x ~ p(x | mean): a logistic draw rounded to its 8-bit bin (the outer bins take the tails), (..., P)."""
+        u = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype).clamp(1e-6, 1 - 1e-6)
+        y = mean + self.log_scale.clamp(min=-7.0).exp() * (u.log() - (-u).log1p())
+        return (y * 255.0).round().clamp(0.0, 255.0) / 255.0
+
 
 class Gaussian(nn.Module):
     """log N(x; mean, noise_std^2 I) with a fixed noise_std: the tractable linear-Gaussian model's
@@ -96,6 +106,11 @@ class Gaussian(nn.Module):
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean
+
+    def sample(self, mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """x ~ N(mean, noise_std^2 I), (..., P)."""
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + self.noise_std * eps
 
 
 def make_likelihood(name: str, n_pixels: int, noise_std: float = 1.0) -> nn.Module:

@@ -1,8 +1,11 @@
-"""Importance-sampling proposals: a Gaussian per image, and the Laplace construction LAE's proposal uses.
+"""Importance-sampling proposals: a Gaussian per image, and the Laplace construction every family's proposal uses.
 
-A model's `proposal(x, generator, ald_batch)` returns a GaussianProposal (lae.models):
-- VAE family: `diagonal(mu, logvar)`, the encoder's q(z|x) = N(mu, diag(exp(logvar))).
-- LAE: `laplace(model.log_joint, x, center)` from the mean of its ALD posterior samples: up to NEWTON_STEPS
+A model's `proposal(x, generator, ald_batch)` returns a GaussianProposal (lae.models), `laplace(model.log_joint, x,
+center)` from a center the family supplies:
+- VAE family: the encoder's mean (the amortized q(z|x) itself, a diagonal Gaussian, puts importance sampling
+  several tenths of a nat per image low on MNIST: the amortization gap).
+- LAE: the mean of its ALD posterior samples.
+From that center: up to NEWTON_STEPS
   safeguarded Newton steps toward the posterior mode (a step is kept per image only if it raises log p(x, z)), and
   covariance INFLATE^2 * H^-1, H = Hessian of -log p(x, z) in z at that center (Laplace), its eigenvalues floored at
   MIN_PRECISION. The inflation keeps the proposal a little wider than the posterior (a too-narrow proposal makes IS
@@ -43,10 +46,22 @@ class GaussianProposal:
         log_q = -0.5 * (eps * eps).sum(-1) - log_det - 0.5 * self.mean.shape[-1] * LOG_2PI
         return z, log_q
 
+    def log_prob_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log q(z) (C, N) nats and its gradient in z (C, N, D), for z (C, N, D)."""
+        u = torch.linalg.solve_triangular(self.scale_tril, (z - self.mean).permute(1, 2, 0), upper=False)  # (N, D, C)
+        log_det = torch.diagonal(self.scale_tril, dim1=-2, dim2=-1).log().sum(-1)  # (N,)
+        log_q = -0.5 * (u * u).sum(1).T - log_det - 0.5 * self.mean.shape[-1] * LOG_2PI
+        grad = -torch.linalg.solve_triangular(self.scale_tril.transpose(-1, -2), u, upper=True)
+        return log_q, grad.permute(2, 0, 1)
 
-def diagonal(mu: torch.Tensor, logvar: torch.Tensor) -> GaussianProposal:
-    """N(mu, diag(exp(logvar))): mu, logvar (N, D)."""
-    return GaussianProposal(mu, torch.diag_embed((0.5 * logvar).exp()))
+    def __getitem__(self, images: slice) -> GaussianProposal:
+        """The proposal of some of the images: q[i:j]."""
+        return GaussianProposal(self.mean[images], self.scale_tril[images])
+
+    @staticmethod
+    def cat(parts: list[GaussianProposal]) -> GaussianProposal:
+        """One proposal over the images of several, in order."""
+        return GaussianProposal(torch.cat([q.mean for q in parts]), torch.cat([q.scale_tril for q in parts]))
 
 
 def _energy_grad_hessian(log_joint: LogJoint, x: torch.Tensor, z: torch.Tensor):

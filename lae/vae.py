@@ -80,10 +80,11 @@ class VAE(LatentModel):
         return self._draw(mu, logvar, n, generator)[0]
 
     def proposal(self, x, generator, ald_batch):
-        """The amortized q(z|x) (for LVAE too, without refinement), a diagonal Gaussian."""
+        """Laplace-shaped Gaussian (lae.proposals.laplace) from the encoder's mean: Newton steps to the posterior
+        mode, covariance from the Hessian there (for LVAE too: the amortized encoder, without refinement)."""
         with torch.no_grad():
-            mu, logvar = self.encode(x)
-        return proposals.diagonal(mu, logvar)
+            mu, _ = self.encode(x)
+        return proposals.laplace(self.log_joint, x, mu)
 
 
 class IWAE(VAE):

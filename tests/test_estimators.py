@@ -7,13 +7,14 @@ import os
 import pytest
 import torch
 
-from lae.estimators import ais, importance_sampling, sigmoid_schedule
+from lae.ais import sigmoid_schedule
+from lae.estimators import ais, importance_sampling
 from lae.linear_gaussian import LinearGaussian
 
 N_IMAGES = 32
 IS_TOL_MEAN, IS_TOL_MAX = 0.03, 0.15  # nats per image: mean and worst error of IS with 1000 samples
 AIS_TOL_MEAN = 0.1  # nats per image: mean error of AIS at 1000 intermediate distributions
-AGREE_TOL = 2.0  # nats per image: AIS vs IS with 2000 samples on a trained MNIST VAE
+AGREE_TOL = 0.5  # nats per image: AIS vs IS with 2000 samples on a trained MNIST VAE
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,9 +54,9 @@ def test_importance_sampling_matches_exact_log_marginal(kind):
     assert err.abs().max().item() < IS_TOL_MAX, f"IS worst error {err.abs().max().item():.3f} nats"
 
 
-def test_ais_matches_exact_and_improves_with_intermediate_distributions():
+def test_ais_from_the_prior_matches_exact_and_improves_with_intermediate_distributions():
     truth, x, exact = _hard_case()
-    model = truth.model("vae")  # AIS uses only the decoder, which is exactly the truth
+    model = truth.model("vae")  # AIS from the prior uses only the decoder, which is exactly the truth
     gaps = {}
     for k in (10, 100, 1000):
         est = ais(
@@ -66,6 +67,7 @@ def test_ais_matches_exact_and_improves_with_intermediate_distributions():
             n_leapfrog=2,
             step_size=0.1,
             generator=torch.Generator().manual_seed(3),
+            start="prior",
         ).double()
         gaps[k] = (exact - est).mean().item()
     # AIS is a stochastic lower bound: the gap shrinks toward 0 from above as the path is refined.

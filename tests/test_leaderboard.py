@@ -11,8 +11,9 @@ import pytest
 from bench.results import leaderboard, reproduce, store
 
 
-def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
-    """values: (variant, axis_value) -> list of test_loglik_ais per seed."""
+def write_rows(results, values: dict, seeds=(0, 1, 2), status=None, extra=None, budget="default"):
+    """values: (variant, axis_value) -> list of test_loglik_ais per seed; extra: (variant, axis_value) -> more
+    columns of those rows."""
     trial = 0
     for (variant, x), lls in values.items():
         for seed, ll in zip(seeds, lls):
@@ -22,8 +23,8 @@ def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
                 results,
                 {
                     "sweep": "toy",
-                    "study": "toy.default.mnist",
-                    "budget": "default",
+                    "study": f"toy.{budget}.mnist",
+                    "budget": budget,
                     "trial": trial,
                     "params": params,
                     "point": f"{variant} {x}",
@@ -47,6 +48,7 @@ def write_rows(results, values: dict, seeds=(0, 1, 2), status=None):
                     "optuna_version": "5.0",
                     "threads": 2,
                     "machine": "x86_64 test",
+                    **(extra or {}).get((variant, x), {}),
                 },
             )
             trial += 1
@@ -67,7 +69,7 @@ def test_table_rows_best_marks_and_failed_counts(tmp_path):
         {("lae", 1e-4): [-100, -101, -102], ("lae", 1e-3): [-95, -96, -200], ("vae", None): [-99, -99.5, -100]},
         status={("lae", 1e-3, 2): "fail"},
     )
-    written = leaderboard.build(tmp_path, figures=True)
+    written = leaderboard.build(tmp_path, figures=True).paths
     table = pd.read_csv(tmp_path / "leaderboards" / "toy.csv")
     assert list(zip(table["variant"], table["axis_value"].fillna(-1))) == [("lae", 1e-4), ("lae", 1e-3), ("vae", -1)]
     lae3 = table.iloc[1]
@@ -76,6 +78,7 @@ def test_table_rows_best_marks_and_failed_counts(tmp_path):
     assert list(table["test_loglik_ais_best"]) == [False, True, False]  # higher is better
     assert list(table["test_bpd_ais_best"]) == [False, True, False]  # lower is better (complete seeds only)
     assert list(table["train_seconds_best"]) == [True, False, False]
+    assert "val_loss_best" not in table  # each family's own objective: never ranked across families
     md = (tmp_path / "leaderboards" / "toy.md").read_text()
     assert "**-95.50 ± " in md and "| vae | — | 3 |" in md and "1 failed" in md and "diverged" in md
     assert "toy.default.mnist" in md
@@ -127,3 +130,68 @@ def test_leaderboard_cli_rebuilds(tmp_path):
     bad = bench_cli("leaderboard", "nope", "--results", tmp_path)
     assert bad.returncode == 2 and "nope" in bad.stderr and "toy" in bad.stderr and "Traceback" not in bad.stderr
     assert np.isfinite(pd.read_csv(tmp_path / "leaderboards" / "toy.csv")["test_loglik_ais_ci95"]).all()
+
+
+def test_verdict_names_the_winner_and_tests_its_lead(tmp_path):
+    write_rows(
+        tmp_path,
+        {
+            ("lae", 1e-4): [-100.0, -100.2, -99.9],  # clearly ahead of the VAE at 1e-4
+            ("lae", 1e-3): [-101.0, -103.5, -99.5],  # level with it at 1e-3
+            ("vae", None): [-101.2, -101.0, -101.4],
+        },
+    )
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    verdict = md.split("## Verdict")[1].split("\n## ")[0]
+    lines = [ln for ln in verdict.splitlines() if ln.startswith("- ")]
+    assert len(lines) == 2  # one per swept value
+    assert "0.0001" in lines[0] and "best **lae**" in lines[0] and "significant (Welch's t-test" in lines[0]
+    assert "not significant" not in lines[0] and "3 vs 3 seeds" in lines[0] and "LAE leads" in lines[0]
+    assert "0.001" in lines[1] and "not significant" in lines[1]
+    assert "best **vae**" in lines[1] and "LAE (lae) 2 of 2" in lines[1]
+
+
+def test_one_seed_has_no_interval_no_best_and_no_test(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0], ("vae", None): [-101.0]}, seeds=(0,))
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    table = pd.read_csv(tmp_path / "leaderboards" / "toy.csv")
+    assert "±" not in md.split("## Verdict")[1] and "**-" not in md and "no interval and no best" in md
+    assert "one seed, no significance test" in md
+    assert not any(c.endswith("_best") for c in table.columns)
+
+
+def test_rows_whose_estimators_disagree_or_whose_bdmc_gap_is_loose_are_marked(tmp_path):
+    write_rows(
+        tmp_path,
+        {("lae", 1e-4): [-100.0, -100.5, -101.0], ("lae", 1e-3): [-99.0, -99.5, -100.0], ("vae", None): [-101.0] * 3},
+        extra={
+            ("lae", 1e-4): {"test_loglik_is": -98.0, "bdmc_gap": 0.1},  # IS 2.5 nats above AIS
+            ("lae", 1e-3): {"test_loglik_is": -99.4, "bdmc_gap": 0.2},  # agrees, tight: not marked
+            ("vae", None): {"test_loglik_is": -101.1, "bdmc_gap": 1.7},  # a short AIS schedule: loose bound
+        },
+    )
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    assert md.count(" †") == 2
+    notes = md.split("† Likelihood not trusted")[1].split("\n## ")[0]
+    assert "lae at 0.0001: IS and AIS differ by 2.50 nats" in notes
+    assert "vae at —: the BDMC gap is 1.70 nats" in notes and "0.001" not in notes
+
+
+def test_the_study_is_chosen_and_named(tmp_path):
+    from conftest import bench_cli
+
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -101.0, -102.0]})
+    write_rows(tmp_path, {("lae", 1e-4): [-110.0]}, seeds=(0,), budget="smoke")
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures")
+    assert run.returncode == 0 and "toy.md: study toy.default.mnist" in run.stdout  # the largest budget
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures", "--budget", "smoke")
+    assert run.returncode == 0 and "toy.md: study toy.smoke.mnist" in run.stdout, run.stdout + run.stderr
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    assert "toy.smoke.mnist" in md and "not converged" in md
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures", "--study", "toy.default.mnist")
+    assert run.returncode == 0 and "study toy.default.mnist" in run.stdout
+    bad = bench_cli("leaderboard", "--results", tmp_path, "--study", "toy.full.mnist")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "toy.full.mnist" in bad.stderr

@@ -1,4 +1,5 @@
-"""`python -m bench leaderboard`: rebuild the tables, figures and index page from the results store."""
+"""`python -m bench leaderboard`: rebuild the tables, figures and index page from the results store, and say which
+study each table shows."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import argparse
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.registry import BUDGETS, DATASETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweeps", nargs="*", help="sweeps to rebuild (default: every sweep with rows)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    parser.add_argument("--study", default=None, help="the study to show, e.g. ald_stepsize.smoke.mnist")
+    parser.add_argument("--budget", choices=BUDGETS, default=None, help="show the study of this budget")
+    parser.add_argument("--dataset", choices=DATASETS, default=None, help="show the study of this dataset")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
 
 
@@ -20,11 +25,20 @@ def run(args: argparse.Namespace) -> int:
     base = store.parquet_dir(args.results)
     if not base.is_dir():
         raise BenchError(f"no results store at {base}; run `python -m bench sweep NAME` first")
-    for name in args.sweeps:
-        if not (base / name).is_dir():
-            known = ", ".join(sorted(p.name for p in base.iterdir() if p.is_dir())) or "(none)"
-            raise BenchError(f"no rows for sweep {name!r} in {base}; sweeps with rows: {known}")
-    written = leaderboard.build(args.results, args.sweeps or None, figures=not args.no_figures)
-    for path in written:
-        print(path)
+    known = sorted(p.name for p in base.iterdir() if p.is_dir())
+    for name in args.sweeps + ([args.study.split(".")[0]] if args.study else []):
+        if name not in known:
+            raise BenchError(f"no rows for sweep {name!r} in {base}; sweeps with rows: {', '.join(known) or '(none)'}")
+    built = leaderboard.build(
+        args.results, args.sweeps or None, not args.no_figures, args.study, args.budget, args.dataset
+    )
+    if not built.studies:
+        wanted = args.study or ", ".join(
+            f"{k} {v}" for k, v in (("budget", args.budget), ("dataset", args.dataset)) if v
+        )
+        raise BenchError(f"no rows of {wanted} in {base}")
+    for sweep, study in built.studies.items():
+        print(f"{Path(args.results) / 'leaderboards' / sweep}.md: study {study}")
+    n_figures = sum(p.suffix == ".png" for p in built.paths)
+    print(f"index: {Path(args.results) / 'leaderboards' / 'README.md'}; {n_figures} figures")
     return 0

@@ -72,12 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_leaderboard:
         from bench.results import leaderboard
 
-        written = leaderboard.build(args.results, sweeps=[summary["sweep"]])
-        tables = [p for p in written if p.suffix in (".md", ".csv")]
-        print(
-            f"leaderboard: {', '.join(map(str, tables))}; "
-            f"{len(written) - len(tables)} figures in {Path(args.results) / 'figures' / summary['sweep']}"
-        )
+        built = leaderboard.build(args.results, sweeps=[summary["sweep"]], study=summary["study"])
+        figures = sum(p.suffix == ".png" for p in built.paths)
+        print(f"{figures} figures in {Path(args.results) / 'figures' / summary['sweep']}")
+        print(f"open: {Path(args.results) / 'leaderboards' / summary['sweep']}.md (study {summary['study']})")
     return 0
 
 

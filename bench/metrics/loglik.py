@@ -1,10 +1,12 @@
-"""Test log-likelihood: the loglik group of metrics.
+"""Test log-likelihood: the loglik group of metrics, and how far it can be off.
 
-Protocol: the first `subset` images of the test split (None: all of it), the same images every time.
-AIS from the prior (lae.estimators.ais, decoder only: the headline, comparable across families), IS with
-the model's own proposal (lae.estimators.importance_sampling), the single-sample ELBO of the families
-that have one (model.elbo; nan for LAE). Nats per image; bits per dimension = -log p(x) / (P ln 2) for
-8-bit data (nan for binarized data).
+Protocol: the first `subset` images of the test split (None: all of it), the same images every time. The model's
+importance-sampling proposal (a Laplace fit at each image's posterior mode, lae.estimators.proposals) is built once
+and serves both estimators: IS (lae.estimators.importance_sampling) and the headline AIS (lae.estimators.ais), which
+anneals from that proposal to the posterior (`ais_start = "prior"`: from N(0, I)). Its error is bounded by BDMC
+(lae.estimators.bdmc) on `bdmc_images` images simulated from the model with the same AIS settings: `bdmc_gap` is the
+mean of upper - lower bound, nats per image. Also the single-sample ELBO of the families that have one (model.elbo;
+nan for LAE). Nats per image; bits per dimension = -log p(x) / (P ln 2) for 8-bit data (nan for binarized data).
 """
 
 from __future__ import annotations
@@ -21,32 +23,34 @@ from lae.utils import model_device, progress_bar
 
 
 def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings, gen, progress=False) -> dict:
-    """{test_loglik_ais, test_loglik_is, test_elbo, test_bpd_ais, test_bpd_is, test_images, ais_accept}.
-    Draws from `gen` in this order: IS, AIS, ELBO."""
+    """{test_loglik_ais, test_loglik_is, test_elbo, test_bpd_ais, test_bpd_is, test_images, ais_accept, bdmc_gap}.
+    Draws from `gen` in this order: proposal, IS, AIS, ELBO, BDMC."""
     x = dataset.test.x if s.subset is None else dataset.test.x[: s.subset]
     x = x.to(model_device(model))
     n = x.shape[0]
-    bar = progress_bar(2 * n, "log-likelihood (IS, AIS)", progress)
+    bar = progress_bar(2 * n + s.bdmc_images, "log-likelihood (IS, AIS, BDMC)", progress)
+    q = estimators.proposals(model, x, gen, config.batch_size)
     log_is = estimators.importance_sampling(
-        model, x, s.is_samples, gen, batch_size=s.estimator_batch, ald_batch=config.batch_size, on_chunk=bar.update
+        model, x, s.is_samples, gen, batch_size=s.estimator_batch, on_chunk=bar.update, proposal=q
+    )
+    ais = dict(
+        n_intermediate=s.ais_intermediate,
+        n_chains=s.ais_chains,
+        n_leapfrog=s.ais_leapfrog,
+        step_size=s.ais_step_size,
+        generator=gen,
+        batch_size=s.estimator_batch,
+        start=s.ais_start,
+        ald_batch=config.batch_size,
     )
     diag: dict = {}
-    log_ais = estimators.ais(
-        model,
-        x,
-        s.ais_intermediate,
-        s.ais_chains,
-        s.ais_leapfrog,
-        s.ais_step_size,
-        gen,
-        batch_size=s.estimator_batch,
-        on_chunk=bar.update,
-        diagnostics=diag,
-    )
-    bar.close()
+    log_ais = estimators.ais(model, x, on_chunk=bar.update, diagnostics=diag, proposal=q, **ais)
     with torch.no_grad():
         parts = [model.elbo(xb, gen) for xb in x.split(1000)]
     elbo = float("nan") if parts[0] is None else torch.cat(parts).mean().item()
+    gap = estimators.bdmc(model, s.bdmc_images, **ais).gap if s.bdmc_images else float("nan")
+    bar.update(s.bdmc_images)
+    bar.close()
 
     def to_bpd(v: float) -> float:  # nats per image -> bits per dimension (8-bit data only)
         return -v / (dataset.n_pixels * math.log(2)) if dataset.preprocessing == "8bit" else float("nan")
@@ -60,4 +64,5 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         "test_bpd_is": to_bpd(ll_is),
         "test_images": float(n),
         "ais_accept": float(diag["accept"]),
+        "bdmc_gap": gap,
     }

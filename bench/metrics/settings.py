@@ -4,6 +4,7 @@ bench.registry.PRESETS (a sweep budget names its preset)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from bench.errors import BenchError
@@ -16,10 +17,12 @@ class MetricSettings:
     """Sizes of the evaluation (the protocols are fixed). Defaults = the "full" preset."""
 
     subset: int | None = None  # loglik on the first N test images (None: the whole test split)
-    ais_intermediate: int = estimators.AIS_INTERMEDIATE  # distributions strictly between prior and posterior
+    ais_intermediate: int = estimators.AIS_INTERMEDIATE  # distributions strictly between start and posterior
     ais_chains: int = estimators.AIS_CHAINS  # AIS runs per image (log-mean-exp over them)
     ais_leapfrog: int = estimators.AIS_LEAPFROG  # leapfrog steps per HMC transition
-    ais_step_size: float = estimators.AIS_STEP_SIZE  # initial leapfrog step (adapted per image)
+    ais_step_size: float = estimators.AIS_STEP_SIZE  # initial leapfrog step, whitened units (adapted per image)
+    ais_start: str = "proposal"  # AIS anneals from the model's IS proposal ("proposal") or from N(0, I) ("prior")
+    bdmc_images: int = 500  # images simulated from the model for the BDMC bound on the AIS error (same AIS settings)
     is_samples: int = 1000  # importance samples per image
     estimator_batch: int = estimators.DEFAULT_BATCH  # (sample, image) pairs per decoder call
     probe_train_size: int | None = None  # probe fit on the first N training images (None: all)
@@ -38,29 +41,30 @@ class MetricSettings:
 
     @classmethod
     def preset(cls, name: str) -> MetricSettings:
-        """smoke: seconds, for smoke sweeps; default: ~30-60 s per MNIST model, headline AIS on a fixed
-        500-image subset; full: the whole test split at the estimators' default settings."""
-        if name == "smoke":
+        """smoke: seconds, for smoke sweeps (likelihoods not converged); default: the sweeps' budget, AIS of 100
+        distributions x 4 chains on a fixed 500-image subset and BDMC on 100 simulated images; full: the whole test
+        split, AIS of 500 x 8, BDMC on 500."""
+        if name == "smoke":  # seconds; its likelihoods are not converged (the leaderboards say so)
             return cls(
                 subset=100,
-                ais_intermediate=50,
-                ais_chains=4,
+                ais_intermediate=20,
+                ais_chains=2,
                 is_samples=100,
+                bdmc_images=20,
                 probe_train_size=2000,
                 probe_max_iter=200,
                 adv_subset=100,
-                adv_eps=ADV_EPS,
-                pgd_steps=40,
                 speed_repeats=3,
                 gen_batch=200,
                 speed_posterior_samples=4,
             )
-        if name == "default":
+        if name == "default":  # BDMC gap under 0.5 nats on MNIST D = 16 (results/README.md)
             return cls(
                 subset=500,
-                ais_intermediate=300,
-                ais_chains=8,
+                ais_intermediate=100,
+                ais_chains=4,
                 is_samples=1000,
+                bdmc_images=100,
                 probe_train_size=10_000,
                 adv_subset=500,
                 speed_repeats=5,
@@ -69,6 +73,36 @@ class MetricSettings:
             return cls()
         raise BenchError(f"unknown metrics preset {name!r}; choose one of: {', '.join(cls.PRESETS)}")
 
+    def validate(self, where: str = "metric settings") -> MetricSettings:
+        """Check every size's type and range (BenchError naming `where` and the field); returns self."""
+
+        def bad(name: str, why: str) -> BenchError:
+            return BenchError(f"{where}: {name} {why}; got {getattr(self, name)!r}")
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("subset", "probe_train_size", "adv_subset") and v is None:
+                continue
+            if f.name == "ais_start":
+                if v not in estimators.AIS_STARTS:
+                    raise bad(f.name, f"must be one of {', '.join(estimators.AIS_STARTS)}")
+            elif f.name == "adv_eps":
+                if not isinstance(v, (tuple, list)) or not v or not all(_number(e) and 0 < e <= 1 for e in v):
+                    raise bad(f.name, "must be a non-empty list of radii in (0, 1]")
+            elif isinstance(f.default, float):
+                if not (_number(v) and 0 < v < math.inf):
+                    raise bad(f.name, "must be a positive finite number")
+            elif not (isinstance(v, int) and not isinstance(v, bool) and v >= (0 if f.name == "bdmc_images" else 1)):
+                raise bad(
+                    f.name,
+                    "must be a non-negative integer" if f.name == "bdmc_images" else "must be a positive integer",
+                )
+        return self
+
     def replace(self, **changes) -> MetricSettings:
         """A copy with some settings changed: MetricSettings.preset("smoke").replace(subset=50)."""
         return dataclasses.replace(self, **changes)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

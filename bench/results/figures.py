@@ -3,6 +3,7 @@
 over seeds (t-distribution, see ``bench.results.leaderboard``, the only caller); flat baselines (no such knob) are
 horizontal lines with their band, drawn alongside. A tuning sweep (one trial per value) is a scatter of its trials,
 pruned ones hollow. Units and directions: bench.registry's METRICS."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,14 @@ def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]
         if tune:
             for status, face in (("complete", None), ("pruned", "none")):
                 g = rows[rows["status"] == status]
-                ax.scatter(g["axis_value"], g[metric], label=f"lae ({status})", facecolors=face,
-                           edgecolors=colors[0], color=colors[0] if face is None else None)
+                ax.scatter(
+                    g["axis_value"],
+                    g[metric],
+                    label=f"lae ({status})",
+                    facecolors=face,
+                    edgecolors=colors[0],
+                    color=colors[0] if face is None else None,
+                )
         else:
             for i, (variant, g) in enumerate(table.groupby("variant", sort=False)):
                 c = colors[i % len(colors)]

@@ -7,14 +7,20 @@ count ``n``. The columns, their units, sections and directions (higher or lower 
 Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the figures
 (``bench.results.figures``) under ``<results>/figures/<sweep>/``. Models in the family registry's order, LAE first.
 
-Which study a sweep's table shows: the largest budget present (full > default > smoke), then the dataset with the
-most rows; the study name is printed in the table's header.
+Which study a sweep's table shows: the one asked for (``study``, or the rows of ``budget`` / ``dataset``), else the
+largest budget present (full > default > smoke), then the dataset with the most rows; the study name is printed in
+the table's header. The table opens with the verdict (bench.results.verdict): per swept value the best model on the
+headline metric, whether its lead is significant, and where LAE stands; rows whose likelihood estimators disagree or
+whose BDMC bound is loose are marked. With one seed there is no interval and no best; validation losses are each
+family's own objective and are never ranked across families.
 """
+
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,12 +28,16 @@ import pandas as pd
 from bench.registry import BUDGETS, METRICS, MODELS, Metric
 from bench.results import figures as figures_lib
 from bench.results import store
+from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
 # Leaderboard sections (bench.registry's Metric.section), in table order, with their titles.
-SECTIONS = {"likelihood": "Likelihood (test set; validation loss is the training objective)",
-            "representation": "Representation", "robustness": "Adversarial robustness of the linear probe",
-            "speed": "Sampler and speed"}
+SECTIONS = {
+    "likelihood": "Likelihood (test set; validation loss is the training objective)",
+    "representation": "Representation",
+    "robustness": "Adversarial robustness of the linear probe",
+    "speed": "Sampler and speed",
+}
 # The table's metric columns: section by section, registry order within a section.
 COLUMNS: tuple[Metric, ...] = tuple(m for section in SECTIONS for m in METRICS.values() if m.section == section)
 BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
@@ -50,8 +60,12 @@ def mean_ci(values) -> tuple[float, float, int]:
     return float(v.mean()), t_quantile(0.975, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v)), len(v)
 
 
-def pick_study(rows: pd.DataFrame) -> str:
-    """The study a sweep's leaderboard shows (see the module docstring)."""
+def pick_study(rows: pd.DataFrame, budget: str | None = None, dataset: str | None = None) -> str | None:
+    """The study a sweep's leaderboard shows (see the module docstring); None when no row matches."""
+    rows = rows if budget is None else rows[rows["budget"] == budget]
+    rows = rows if dataset is None else rows[rows["dataset"] == dataset]
+    if rows.empty:
+        return None
     counts = rows.groupby(["study", "budget", "dataset"]).size().reset_index(name="n")
     counts["rank"] = counts["budget"].map(BUDGET_RANK).fillna(9)
     return counts.sort_values(["rank", "n"], ascending=[True, False]).iloc[0]["study"]
@@ -63,9 +77,15 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (variant, value), g in rows.groupby(["variant", rows["axis_value"].fillna(-math.inf)], sort=False):
         ok = g[g["status"] == "complete"]
-        rec = {"model": g["model"].iloc[0], "variant": variant, "axis": g["axis"].iloc[0],
-               "axis_value": math.nan if value == -math.inf else value, "n_seeds": int(ok["seed"].nunique()),
-               "n_failed": int((g["status"] == "fail").sum()), "n_pruned": int((g["status"] == "pruned").sum())}
+        rec = {
+            "model": g["model"].iloc[0],
+            "variant": variant,
+            "axis": g["axis"].iloc[0],
+            "axis_value": math.nan if value == -math.inf else value,
+            "n_seeds": int(ok["seed"].nunique()),
+            "n_failed": int((g["status"] == "fail").sum()),
+            "n_pruned": int((g["status"] == "pruned").sum()),
+        }
         for m in metrics:
             mean, ci, _ = mean_ci(ok[m].astype(float))
             rec[f"{m}_mean"], rec[f"{m}_ci95"] = mean, ci
@@ -77,7 +97,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["_order", "variant", "axis_value"], na_position="first").drop(columns="_order")
     for m in COLUMNS:
         col = f"{m.name}_mean"
-        if col not in table or m.better is None:
+        if col not in table or m.better is None or table["n_seeds"].max() < 2:  # one seed: no "best"
             continue
         finite = table[col][np.isfinite(table[col].astype(float))]
         best = finite.max() if m.better == "max" else finite.min()
@@ -105,86 +125,163 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
     axis = rows["axis"].iloc[0]
     first = rows.iloc[0]
     statuses = ", ".join(f"{v} {k}" for k, v in rows["status"].value_counts().items())
-    lines = [f"# Leaderboard: `{sweep}`", "",
-             f"Study `{study}`: {len(rows)} trials ({statuses}), "
-             f"dataset {first['dataset']}, {int(first['epochs'])} epoch(s), batch {int(first['batch_size'])}, "
-             f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
-             f"Cells: mean ± 95% CI half-width (t-distribution) over the n complete seeds; **bold**: best in its "
-             f"column. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.", "",
-             f"Commit {first['git_commit']}, torch {first['torch_version']}, optuna {first['optuna_version']}, "
-             f"{int(first['threads'])} thread(s) per trial on {first['machine']}.", ""]
+    seeds = int(table["n_seeds"].max()) if len(table) else 0
+    cells = (
+        "Cells: mean ± 95% CI half-width (t-distribution) over the n complete seeds; **bold**: best in its column"
+        if seeds >= 2
+        else "Cells: one seed's value (one seed: no interval and no best)"
+    )
+    lines = [
+        f"# Leaderboard: `{sweep}`",
+        "",
+        f"Study `{study}`: {len(rows)} trials ({statuses}), "
+        f"dataset {first['dataset']}, {int(first['epochs'])} epoch(s), batch {int(first['batch_size'])}, "
+        f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
+        f"{cells}. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.",
+        "",
+        f"Commit {first['git_commit']}, torch {first['torch_version']}, optuna {first['optuna_version']}, "
+        f"{int(first['threads'])} thread(s) per trial on {first['machine']}.",
+        "",
+        f"## Verdict (`{HEADLINE}`, higher is better)",
+        "",
+        *verdict_lines(rows, table, fmt_axis),
+        "",
+    ]
+    if first["budget"] == "smoke":
+        lines += [
+            "**Smoke budget: these likelihoods are cheap estimates, not converged ones** (short AIS, few "
+            "images); compare models with the default budget's tables.",
+            "",
+        ]
+    flags = estimator_flags(table)
     for section, title in SECTIONS.items():
-        cols = [(m.name, m.unit) for m in COLUMNS if m.section == section and f"{m.name}_mean" in table
-                and np.isfinite(table[f"{m.name}_mean"].astype(float)).any()]  # all-NaN columns (bpd of binary data)
+        cols = [
+            (m.name, m.unit)
+            for m in COLUMNS
+            if m.section == section
+            and f"{m.name}_mean" in table
+            and np.isfinite(table[f"{m.name}_mean"].astype(float)).any()
+        ]  # all-NaN columns (bpd of binary data)
         if not cols:
             continue
         units = {u for _, u in cols}
         heads = [m if len(units) == 1 else f"{m} ({u})" for m, u in cols]
         title += f" ({units.pop()})" if len(units) == 1 else ""
-        lines += [f"## {title}", "", "| model | " + axis + " | n | " + " | ".join(heads) + " |",
-                  "|---|---:|---:|" + "---:|" * len(cols)]
+        lines += [
+            f"## {title}",
+            "",
+            "| model | " + axis + " | n | " + " | ".join(heads) + " |",
+            "|---|---:|---:|" + "---:|" * len(cols),
+        ]
         for _, r in table.iterrows():
             cells = []
             for m, _ in cols:
                 text = fmt(r[f"{m}_mean"]) + (f" ± {fmt(r[f'{m}_ci95'])}" if np.isfinite(r[f"{m}_ci95"]) else "")
-                cells.append(f"**{text}**" if r.get(f"{m}_best", False) is True else text)
-            n = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "") + \
-                (f" ({r['n_pruned']} pruned)" if r["n_pruned"] else "")
-            lines.append(f"| {r['variant']} | {fmt_axis(r['axis_value'])} | {n} | "
-                         + " | ".join(cells) + " |")
+                text = f"**{text}**" if r.get(f"{m}_best", False) is True else text
+                cells.append(text + (" †" if m == HEADLINE and r.name in flags else ""))
+            n = (
+                f"{r['n_seeds']}"
+                + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")
+                + (f" ({r['n_pruned']} pruned)" if r["n_pruned"] else "")
+            )
+            lines.append(f"| {r['variant']} | {fmt_axis(r['axis_value'])} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
+        if section == "likelihood" and flags:
+            lines += [
+                f"† Likelihood not trusted to {AGREE_TOL} nats (IS and AIS must agree within {AGREE_TOL} and "
+                f"the BDMC gap stay under {GAP_TOL} nats):",
+                "",
+            ]
+            lines += [
+                f"- {table.loc[i, 'variant']} at {fmt_axis(table.loc[i, 'axis_value'])}: {why}."
+                for i, why in flags.items()
+            ]
+            lines.append("")
     failed = rows[rows["status"] == "fail"]
     if len(failed):
         lines += ["## Failed trials", ""]
         lines += [f"- {r['point']} seed {int(r['seed'])}: {r['error']}" for _, r in failed.iterrows()]
         lines.append("")
-    lines += ["## Figures", "", f"![test log-likelihood](../figures/{sweep}/test_loglik_ais.png)", "",
-              f"All metrics: [`results/figures/{sweep}/`](../figures/{sweep}/).", ""]
+    lines += [
+        "## Figures",
+        "",
+        f"![test log-likelihood](../figures/{sweep}/test_loglik_ais.png)",
+        "",
+        f"All metrics: [`results/figures/{sweep}/`](../figures/{sweep}/).",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def build(results: str | os.PathLike = "results", sweeps: list[str] | None = None, figures: bool = True) -> list[Path]:
-    """Rebuild the leaderboards (and figures) of ``sweeps`` (default: every sweep with rows) and the index page."""
+class Built(NamedTuple):
+    paths: list[Path]  # tables (.csv, .md), figures and the index page, as written
+    studies: dict[str, str]  # sweep -> the study its table shows
+
+
+def build(
+    results: str | os.PathLike = "results",
+    sweeps: list[str] | None = None,
+    figures: bool = True,
+    study: str | None = None,
+    budget: str | None = None,
+    dataset: str | None = None,
+) -> Built:
+    """Rebuild the leaderboards (and figures) of ``sweeps`` (default: every sweep with rows; with ``study``, its
+    sweep) and the index page. study / budget / dataset choose the study each table shows (module docstring)."""
     results = Path(results)
     base = store.parquet_dir(results)
     if sweeps is None:
-        sweeps = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        if study is not None:
+            sweeps = [study.split(".")[0]]
+        else:
+            sweeps = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     out = results / "leaderboards"
-    written = []
+    written, studies = [], {}
     for sweep in sweeps:
         rows = store.read_rows(results, sweep)
         if rows.empty:
             continue
-        study = pick_study(rows)
-        rows = rows[rows["study"] == study]
+        shown = study if study is not None and study in set(rows["study"]) else None
+        shown = shown or (None if study is not None else pick_study(rows, budget, dataset))
+        if shown is None:
+            continue
+        rows = rows[rows["study"] == shown]
         table = summarize(rows)
         csv = out / f"{sweep}.csv"
-        table.insert(0, "study", study)
+        table.insert(0, "study", shown)
         table.insert(0, "sweep", sweep)
         atomic_write_text(csv, table.to_csv(index=False))
-        atomic_write_text(out / f"{sweep}.md", markdown(sweep, study, rows, table))
+        atomic_write_text(out / f"{sweep}.md", markdown(sweep, shown, rows, table))
         written += [csv, out / f"{sweep}.md"]
+        studies[sweep] = shown
         if figures:
             written += figures_lib.plot_sweep(rows, table, results / "figures" / sweep)
     written.append(write_index(results))
-    return written
+    return Built(written, studies)
 
 
 def write_index(results: Path) -> Path:
-    out = Path(results) / "leaderboards"
     """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
-    lines = ["# Leaderboards", "",
-             "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
-             "commands are in [`results/README.md`](../README.md).", "",
-             "| sweep | study | trials | table | figures |", "|---|---|---:|---|---|"]
+    out = Path(results) / "leaderboards"
+    lines = [
+        "# Leaderboards",
+        "",
+        "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
+        "commands are in [`results/README.md`](../README.md).",
+        "",
+        "| sweep | study | trials | table | figures |",
+        "|---|---|---:|---|---|",
+    ]
     for csv in sorted(out.glob("*.csv")):
         table = pd.read_csv(csv)
         if table.empty:
             continue
         sweep, study = csv.stem, table["study"].iloc[0]
         n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
-        lines.append(f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
-                     f"[figures](../figures/{sweep}/) |")
+        lines.append(
+            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
+            f"[figures](../figures/{sweep}/) |"
+        )
     path = out / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

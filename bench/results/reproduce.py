@@ -19,8 +19,10 @@ def compare(committed: pd.DataFrame, fresh: pd.DataFrame) -> tuple[str, bool]:
     Rows are matched on `params`. Returns (report, all deterministic metrics equal and every committed trial
     regenerated)."""
     merged = committed.merge(fresh, on="params", suffixes=("_old", "_new"))
-    lines = [f"{len(merged)} of {len(committed)} committed trials regenerated "
-             f"(status equal: {int((merged['status_old'] == merged['status_new']).sum())})"]
+    lines = [
+        f"{len(merged)} of {len(committed)} committed trials regenerated "
+        f"(status equal: {int((merged['status_old'] == merged['status_new']).sum())})"
+    ]
     notes = []
     for col, label in (("machine", "machine"), ("threads", "threads per trial"), ("torch_version", "torch")):
         old, new = set(committed[col].astype(str)), set(fresh[col].astype(str))
@@ -43,6 +45,8 @@ def compare(committed: pd.DataFrame, fresh: pd.DataFrame) -> tuple[str, bool]:
             ok = False
         lines.append(f"{m:28s} {int(same.sum()):>4d}/{len(same):<5d} {diff:12.4g}  {verdict}")
     if notes:
-        lines.append("note: identical numbers need the same machine type, thread count and library versions; here "
-                     + "; ".join(notes))
+        lines.append(
+            "note: identical numbers need the same machine type, thread count and library versions; here "
+            + "; ".join(notes)
+        )
     return "\n".join(lines), ok

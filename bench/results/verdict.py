@@ -1,0 +1,99 @@
+"""What a leaderboard says before its tables: who won at each swept value, whether the lead is real, where LAE
+stands, and which likelihoods cannot be trusted to the stated precision.
+
+- Winner: the highest mean of the headline metric (``HEADLINE``, test log-likelihood by AIS) among the variants at
+  that swept value and the flat baselines (trained once per seed, shown at every value).
+- Significance: Welch's t-test (two-sided, unequal variances) of the winner's per-seed values against the
+  runner-up's, at level ``ALPHA``; with fewer than two seeds on either side there is no test, and the verdict says so.
+- Estimator flags: a row whose IS and AIS means differ by more than ``AGREE_TOL`` nats, or whose BDMC gap (the bound
+  on the AIS error, ``bdmc_gap``) exceeds ``GAP_TOL`` nats, is marked † and explained under the table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+HEADLINE = "test_loglik_ais"
+ALPHA = 0.05
+AGREE_TOL = 0.5  # nats per image: |IS - AIS| above this marks a row
+GAP_TOL = 0.5  # nats per image: a BDMC gap above this marks a row
+
+
+def welch_p(a, b) -> float:
+    """Two-sided p-value of Welch's t-test between two samples; nan with fewer than two values on either side."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
+        return 0.0 if a.mean() != b.mean() else 1.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def estimator_flags(table: pd.DataFrame) -> dict[int, str]:
+    """Table row index -> why its likelihood is flagged (IS/AIS disagreement, BDMC gap); rows not flagged are absent."""
+    flags = {}
+    for i, r in table.iterrows():
+        why = []
+        diff = r.get("test_loglik_is_mean", math.nan) - r.get(f"{HEADLINE}_mean", math.nan)
+        if np.isfinite(diff) and abs(diff) > AGREE_TOL:
+            why.append(f"IS and AIS differ by {abs(diff):.2f} nats")
+        gap = r.get("bdmc_gap_mean", math.nan)
+        if np.isfinite(gap) and gap > GAP_TOL:
+            why.append(f"the BDMC gap is {gap:.2f} nats")
+        if why:
+            flags[i] = " and ".join(why)
+    return flags
+
+
+def _values(rows: pd.DataFrame, variant: str, axis_value: float) -> np.ndarray:
+    ok = rows[(rows["status"] == "complete") & (rows["variant"] == variant)]
+    same = ok["axis_value"].isna() if not np.isfinite(axis_value) else ok["axis_value"] == axis_value
+    v = ok.loc[same, HEADLINE].astype(float).to_numpy()
+    return v[np.isfinite(v)]
+
+
+def verdict_lines(rows: pd.DataFrame, table: pd.DataFrame, fmt_axis) -> list[str]:
+    """One markdown bullet per swept value: the winner on the headline metric, the test of its lead over the
+    runner-up, and LAE's place (the best LAE variant)."""
+    if f"{HEADLINE}_mean" not in table or "point" not in str(rows["params"].iloc[0]):
+        return ["- A tuning study: one trial per sampled value, no per-value verdict (see the figures)."]
+    axis = rows["axis"].iloc[0]
+    finite = table[np.isfinite(table[f"{HEADLINE}_mean"].astype(float))]
+    flat = finite[finite["axis_value"].isna()]
+    values = sorted(v for v in finite["axis_value"].dropna().unique())
+    lines = []
+    for v in values or [math.nan]:
+        here = pd.concat([finite[finite["axis_value"] == v], flat]) if values else flat
+        ranked = here.sort_values(f"{HEADLINE}_mean", ascending=False)
+        if ranked.empty:
+            continue
+        best = ranked.iloc[0]
+        where = f"`{axis}` = {fmt_axis(v)}" if values else "all models"
+        text = f"- {where}: best **{best['variant']}** ({best[f'{HEADLINE}_mean']:.2f} nats)"
+        if len(ranked) > 1:
+            second = ranked.iloc[1]
+            lead = best[f"{HEADLINE}_mean"] - second[f"{HEADLINE}_mean"]
+            a = _values(rows, best["variant"], best["axis_value"])
+            b = _values(rows, second["variant"], second["axis_value"])
+            p = welch_p(a, b)
+            test = (
+                "one seed, no significance test"
+                if math.isnan(p)
+                else f"{'significant' if p < ALPHA else 'not significant'} (Welch's t-test, p = {p:.2g}, "
+                f"{len(a)} vs {len(b)} seeds)"
+            )
+            text += f", {lead:.2f} ahead of {second['variant']}: {test}"
+        lae = [i for i, (_, r) in enumerate(ranked.iterrows()) if r["model"] == "lae"]
+        if lae and lae[0] > 0:
+            r = ranked.iloc[lae[0]]
+            behind = best[f"{HEADLINE}_mean"] - r[f"{HEADLINE}_mean"]
+            text += f"; LAE ({r['variant']}) {lae[0] + 1} of {len(ranked)}, {behind:.2f} nats behind"
+        elif lae:
+            text += "; LAE leads"
+        lines.append(text + ".")
+    return lines
