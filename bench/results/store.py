@@ -9,6 +9,7 @@ duplicates: a trial that finished but whose process died before Optuna heard of 
 
 Passwords never reach a row: storage URLs go through ``redact_url`` and error texts through ``redact_text``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -27,16 +28,82 @@ from lae.utils import atomic_path
 SCHEMA_VERSION = 1
 
 # Column -> arrow type for the columns the harness writes itself; metric columns (and any other number) are float64.
-STRING_COLUMNS = ("sweep", "study", "budget", "params", "point", "status", "error", "model", "dataset", "preprocessing",
-                  "likelihood", "optimizer", "axis", "storage", "worker", "git_commit", "python_version",
-                  "torch_version", "optuna_version", "numpy_version", "lae_bench_version", "machine", "timestamp")
-INT_COLUMNS = ("schema_version", "trial", "n_chains", "n_steps", "k", "latent_dim", "encoder_depth", "decoder_depth",
-               "hidden", "epochs", "batch_size", "seed", "train_size", "val_size", "threads", "epochs_run")
+STRING_COLUMNS = (
+    "sweep",
+    "study",
+    "budget",
+    "params",
+    "point",
+    "status",
+    "error",
+    "model",
+    "dataset",
+    "preprocessing",
+    "likelihood",
+    "optimizer",
+    "axis",
+    "storage",
+    "worker",
+    "git_commit",
+    "python_version",
+    "torch_version",
+    "optuna_version",
+    "numpy_version",
+    "lae_bench_version",
+    "machine",
+    "timestamp",
+)
+INT_COLUMNS = (
+    "schema_version",
+    "trial",
+    "n_chains",
+    "n_steps",
+    "k",
+    "latent_dim",
+    "encoder_depth",
+    "decoder_depth",
+    "hidden",
+    "epochs",
+    "batch_size",
+    "seed",
+    "train_size",
+    "val_size",
+    "threads",
+    "epochs_run",
+)
 BOOL_COLUMNS = ("mh",)
-REQUIRED_COLUMNS = ("schema_version", "sweep", "study", "trial", "params", "model", "dataset", "likelihood",
-                    "step_size", "n_chains", "n_steps", "mh", "k", "latent_dim", "encoder_depth", "hidden", "epochs",
-                    "batch_size", "seed", "status", "error", "val_loss", "mh_accept", "train_seconds", "eval_seconds",
-                    "git_commit", "torch_version", "optuna_version", "threads", "timestamp")
+REQUIRED_COLUMNS = (
+    "schema_version",
+    "sweep",
+    "study",
+    "trial",
+    "params",
+    "model",
+    "dataset",
+    "likelihood",
+    "step_size",
+    "n_chains",
+    "n_steps",
+    "mh",
+    "k",
+    "latent_dim",
+    "encoder_depth",
+    "hidden",
+    "epochs",
+    "batch_size",
+    "seed",
+    "status",
+    "error",
+    "val_loss",
+    "mh_accept",
+    "train_seconds",
+    "eval_seconds",
+    "git_commit",
+    "torch_version",
+    "optuna_version",
+    "threads",
+    "timestamp",
+)
 STATUS_RANK = {"complete": 0, "pruned": 1, "fail": 2}
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
@@ -101,8 +168,9 @@ def write_row(results: str | os.PathLike, row: dict) -> Path:
     return path
 
 
-def read_rows(results: str | os.PathLike, sweep: str | None = None, study: str | None = None,
-              dedupe: bool = True) -> pd.DataFrame:
+def read_rows(
+    results: str | os.PathLike, sweep: str | None = None, study: str | None = None, dedupe: bool = True
+) -> pd.DataFrame:
     """All rows under ``<results>/parquet[/<sweep>[/<study>]]`` as one DataFrame (empty if none). With ``dedupe``,
     one row per (study, params): complete beats pruned beats fail, then the earliest timestamp, then trial number."""
     base = parquet_dir(results, sweep)
