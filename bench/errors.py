@@ -1,7 +1,50 @@
-"""Errors the CLI turns into one line on stderr and a non-zero exit (never a traceback)."""
+"""Errors the CLI turns into one line on stderr and a non-zero exit (never a traceback), and the one-line naming of
+an unexpected failure's cause (``describe``: disk full, storage unreachable, ...)."""
+
+from __future__ import annotations
+
+import errno
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNREACHABLE = ("Operational", "Interface", "Connection", "Timeout")  # exception class names of a lost server
+_STORAGE_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "sqlite3", "optuna.storages", "optuna.exceptions")
 
 
 class BenchError(Exception):
     """A user-facing failure of the harness (bad sweep spec, unreachable storage, ...). exit_code 2."""
 
     exit_code = 2
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("(Background")]
+    return lines[0] if lines else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the cause of ``exc``: ``disk full (...)``, ``storage unreachable (...)``, an OSError's message
+    and file, a BenchError's message, else ``<type>: <first line>``. Passwords are the caller's to redact."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            return f"disk full ({e.strerror}{f': {e.filename}' if e.filename else ''})"
+    if isinstance(exc, BenchError):
+        return _first_line(exc)
+    storage = [e for e in chain if type(e).__module__.startswith(_STORAGE_MODULES)]
+    if storage:
+        inner = storage[-1]
+        name = type(inner).__name__
+        what = "storage unreachable" if any(w in name for w in _UNREACHABLE) else "storage error"
+        return f"{what} ({name}: {_first_line(inner)})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}{f': {exc.filename}' if exc.filename else ''}"
+    return f"{type(exc).__name__}: {_first_line(exc)}"

@@ -1,10 +1,12 @@
 """One run's configuration: a flat dataclass with documented fields (CleanRL style), and the typed
 per-model config it builds (pythae style; each family's config class lives beside its model, listed in
-lae.families). `validate()` rejects bad values before any training."""
+lae.families). `validate()` rejects bad values before any training, including a configuration whose parameters and
+activations cannot fit in this machine's memory (`memory_bytes`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from lae.data import DATASETS, PREPROCESSING
@@ -14,6 +16,13 @@ from lae.models import ModelConfig
 MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_PIXELS = 784  # the largest images of DATASETS (28 x 28): the memory estimate assumes them
+MAX_SEED = 2**32 - 1
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory in bytes (os.sysconf); the bound of `RunConfig.validate`'s memory check."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class ConfigError(ValueError):
@@ -73,7 +82,25 @@ class RunConfig:
     def dec_depth(self) -> int:
         return self.encoder_depth if self.decoder_depth is None else self.decoder_depth
 
+    def memory_bytes(self) -> int:
+        """An estimate of training's memory in bytes from the shapes alone (nothing is allocated): 16 bytes per
+        parameter (float32 weight, gradient, two Adam moments: trunk, VAE head or LAE's Phi (n_chains, D, H),
+        decoder) plus 12 bytes per activation of one minibatch (value, ReLU output, gradient): batch_size x [the
+        encoder's widths + S x the decoder's widths (D, hidden per layer, P)], S the latent samples per image
+        (IWAE k, LAE n_chains x (n_steps + 1) energy evaluations, LVAE n_steps + 1, VAE 1). P = MAX_PIXELS."""
+        p, h, d = MAX_PIXELS, self.hidden, self.latent_dim
+        width = h if self.encoder_depth > 0 else p  # H, the trunk's feature width
+        trunk = (p * h + h) + (self.encoder_depth - 1) * (h * h + h) if self.encoder_depth > 0 else 0
+        head = self.n_chains * d * width if self.model == "lae" else 2 * d * (width + 1)
+        layers = [d] + [h] * self.dec_depth + [p]
+        decoder = sum(a * b + b for a, b in zip(layers, layers[1:]))
+        samples = {"iwae": self.k, "lae": self.n_chains * (self.n_steps + 1), "lvae": self.n_steps + 1}
+        activations = self.batch_size * (p + self.encoder_depth * h + samples.get(self.model, 1) * sum(layers))
+        return 16 * (trunk + head + decoder) + 12 * activations
+
     def validate(self) -> RunConfig:
+        """Every field's type and range; then the memory estimate (`memory_bytes`) against this machine's physical
+        memory. Raises ConfigError (one line naming the field) on the first problem; returns self."""
         for name, choices in (
             ("model", MODELS),
             ("dataset", DATASETS),
@@ -85,23 +112,37 @@ class RunConfig:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
         for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
         for name in ("encoder_depth",) + (("decoder_depth",) if self.decoder_depth is not None else ()):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}; got {self.seed!r}")
+        if not isinstance(self.mh, bool):
+            raise ConfigError(f"mh must be true or false; got {self.mh!r}")
         for name in ("step_size", "lr"):
             v = getattr(self, name)
             if v is None and name == "step_size":
                 continue
-            if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
-        if self.target_accept is not None and not (0.0 < self.target_accept < 1.0):
-            raise ConfigError(f"target_accept must be in (0, 1); got {self.target_accept!r}")
+        ta = self.target_accept
+        if ta is not None and (isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0.0 < ta < 1.0):
+            raise ConfigError(f"target_accept must be in (0, 1); got {ta!r}")
         for name in ("train_size", "val_size"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
+            if v is not None and (not _is_int(v) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        need, have = self.memory_bytes(), physical_memory_bytes()
+        if need > have:
+            extra = {"iwae": f", k={self.k}", "lae": f", n_chains={self.n_chains}, n_steps={self.n_steps}"}
+            raise ConfigError(
+                f"{self.model} with latent_dim={self.latent_dim}, hidden={self.hidden}, batch_size={self.batch_size}"
+                f"{extra.get(self.model, '')}: "
+                f"parameters and activations need about {need / 1e9:.3g} GB (RunConfig.memory_bytes), more than "
+                f"this machine's {have / 1e9:.3g} GB of memory"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -114,6 +155,11 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+def _is_int(v) -> bool:
+    """An int and not a bool (True is an int in Python; a spec's `latent_dim = true` is a mistake)."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:

@@ -1,4 +1,5 @@
-"""Training, separate from the models: seeding in one place, the epoch loop, checkpoints.
+"""Training, separate from the models: seeding in one place, the epoch loop, divergence, the Langevin chain's health,
+checkpoints.
 
 result = fit(RunConfig(model="lae", dataset="digits"))
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,20 +18,34 @@ from pathlib import Path
 import torch
 
 from lae import data as data_lib
-from lae.config import RunConfig, model_config
+from lae.config import ConfigError, RunConfig, model_config
 from lae.families import build_model
 from lae.models import LatentModel
-from lae.utils import atomic_path, progress_bar
+from lae.utils import atomic_path, model_device, progress_bar
 
 CHECKPOINT_FORMAT = 1
+DIVERGENCE_FACTOR = 10.0  # a loss above this many times the untrained model's validation loss is a divergence
+ACCEPT_LOW, ACCEPT_HIGH = 0.05, 0.99  # an epoch's mean MH acceptance outside this range: ChainHealthWarning
 
 
 class DivergenceError(RuntimeError):
-    """The training energy became non-finite. `epoch` and `step` say where; callers record it."""
+    """The run diverged: a minibatch's training loss or an epoch's validation loss (nats per image) is non-finite or
+    above DIVERGENCE_FACTOR (10) times the validation loss of the untrained model (`limit`). Healthy runs stay far
+    below it: every family's loss on binarized or 8-bit images is positive and falls from its untrained value (MNIST:
+    about 543 nats, so the bound is about 5,430). `epoch` and `step` say where; callers record it."""
 
-    def __init__(self, epoch: int, step: int, value: float):
-        super().__init__(f"non-finite training loss ({value}) at epoch {epoch}, step {step}")
-        self.epoch, self.step, self.value = epoch, step, value
+    def __init__(self, epoch: int, step: int, value: float, limit: float = math.inf):
+        what = "non-finite" if not math.isfinite(value) else f"above {DIVERGENCE_FACTOR:g}x the untrained loss"
+        bound = f", bound {limit:.1f}" if math.isfinite(limit) else ""
+        super().__init__(f"training loss {value:.4g} nats/image at epoch {epoch}, step {step} ({what}{bound})")
+        self.epoch, self.step, self.value, self.limit = epoch, step, value, limit
+
+
+class ChainHealthWarning(UserWarning):
+    """An epoch's mean Metropolis-Hastings acceptance is below ACCEPT_LOW (the chain is stuck: LAE trains as an
+    autoencoder with a frozen random last layer) or above ACCEPT_HIGH (the step is too small to move). Issued once
+    per run, for the first such epoch (with target_accept: the last epoch only, once the step has adapted); a sweep
+    may filter it by this category."""
 
 
 @dataclass
@@ -37,25 +54,31 @@ class TrainResult:
     config: RunConfig
     train_loss: list[float] = field(default_factory=list)  # per epoch, nats per image
     val_loss: list[float] = field(default_factory=list)  # per epoch (and before training, index 0)
-    accept: list[float] = field(default_factory=list)  # mean MH acceptance per epoch (Langevin models)
+    accept: list[float] = field(default_factory=list)  # mean MH acceptance per epoch (Langevin models; else nan)
+    step_size: list[float | None] = field(default_factory=list)  # Langevin step at each epoch's end (None: none)
     seconds: float = 0.0
 
     def summary(self) -> dict:
+        """The run as strict JSON: config, losses (nats per image) and, for Langevin models, the mean MH
+        acceptance and the step size in use (LAE: adapted when target_accept is set) per epoch; null where a
+        family has none."""
         return {
             "config": self.config.to_dict(),
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
-            "accept": self.accept,
+            "accept": [None if math.isnan(a) else a for a in self.accept],
+            "step_size": self.step_size,
             "train_seconds": self.seconds,
             "units": "nats per image",
         }
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto: CUDA where available, else the CPU. ConfigError when cuda is asked for and there is none."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA device is available")
+        raise ConfigError("device cuda requested but no CUDA device is available; use --device cpu or auto")
     return torch.device(name)
 
 
@@ -113,48 +136,91 @@ def fit(
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train one model. on_epoch(epoch, val_loss) is called after each epoch (an Optuna pruner may
-    raise from it). Raises DivergenceError when the loss becomes non-finite."""
+    raise from it). Raises DivergenceError when the loss becomes non-finite or runs away (DIVERGENCE_FACTOR); warns
+    (ChainHealthWarning) once when an epoch's mean MH acceptance leaves [ACCEPT_LOW, ACCEPT_HIGH]."""
     config.validate()
     device = resolve_device(config.device)
     dataset = dataset or load_data(config)
     gen = seed_everything(config.seed, device)
     model = new_model(config, dataset.n_pixels, device)
     opt = make_optimizer(config, model.parameters())
-    dynamic = dataset.preprocessing == "dynamic"
     result = TrainResult(model, config)
     result.val_loss.append(evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)[0])
+    limit = DIVERGENCE_FACTOR * abs(result.val_loss[0])
+    if not math.isfinite(limit):
+        raise DivergenceError(0, 0, result.val_loss[0])
+    warned = False
     start = time.perf_counter()
     n_batches = math.ceil(len(dataset.train.x) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
-        bar = progress_bar(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
-        total, accept, n = 0.0, 0.0, 0
-        batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
-        for step, (x, _) in enumerate(data_lib.batches(dataset.train, config.batch_size, batch_gen, dynamic), 1):
-            x = x.to(device, non_blocking=True)
-            loss, stats = model.loss(x, gen)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise DivergenceError(epoch, step, value)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            model.update()  # LAE: the chains' new state and step size, now that the graphs are used
-            total += value * len(x)
-            accept += stats.get("accept", float("nan")) * len(x)
-            n += len(x)
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.2f}")
-        bar.close()
-        result.train_loss.append(total / n)
-        result.accept.append(accept / n)
+        bar = None
+        try:  # closed on every exit (a divergence, Ctrl-C): no half-drawn bar before the error line
+            bar = progress_bar(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
+            mean_loss, mean_accept, step_size = _train_epoch(model, opt, dataset, config, epoch, gen, limit, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        result.train_loss.append(mean_loss)
+        result.accept.append(mean_accept)
+        result.step_size.append(step_size)
         val, _ = evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)
-        if not math.isfinite(val):
-            raise DivergenceError(epoch, n_batches, val)
+        if not val <= limit:
+            raise DivergenceError(epoch, n_batches, val, limit)
         result.val_loss.append(val)
+        settled = config.target_accept is None or epoch == config.epochs  # an adapted step: judge the last epoch
+        a = result.accept[-1]  # nan: no chain
+        if settled and not warned and not math.isnan(a) and not ACCEPT_LOW <= a <= ACCEPT_HIGH:
+            warned = True
+            warnings.warn(_health_message(config, epoch, a, step_size), ChainHealthWarning, 2)
         if on_epoch is not None:
             on_epoch(epoch, val)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit: float, bar):
+    """One pass over the training split: -> (mean loss in nats per image, mean MH acceptance (nan without a chain),
+    the step size in use at the end (None without one)). DivergenceError when a minibatch's loss exceeds `limit`."""
+    total, accept, n, step_size = 0.0, 0.0, 0, None
+    device = model_device(model)
+    batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
+    dynamic = dataset.preprocessing == "dynamic"
+    for step, (x, _) in enumerate(data_lib.batches(dataset.train, config.batch_size, batch_gen, dynamic), 1):
+        x = x.to(device, non_blocking=True)
+        loss, stats = model.loss(x, gen)
+        value = loss.item()
+        if not value <= limit:  # nan fails too
+            raise DivergenceError(epoch, step, value, limit)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.update()  # LAE: the chains' new state and step size, now that the graphs are used
+        total += value * len(x)
+        accept += stats.get("accept", float("nan")) * len(x)
+        n += len(x)
+        step_size = stats.get("step_size", step_size)
+        bar.update(1)
+        bar.set_postfix(_postfix(value, accept / n, step_size), refresh=False)
+    return total / n, accept / n, step_size
+
+
+def _postfix(loss: float, accept: float, step_size: float | None) -> dict[str, str]:
+    """The progress bar's fields: the minibatch loss; for Langevin models the epoch's running mean acceptance and the
+    step size in use."""
+    out = {"loss": f"{loss:.2f}", "accept": f"{accept:.2f}", "step": f"{step_size:.2g}" if step_size else ""}
+    return {k: v for k, v in out.items() if v and v != "nan"}
+
+
+def _health_message(config: RunConfig, epoch: int, accept: float, step_size: float | None) -> str:
+    """The ChainHealthWarning's text: what the acceptance means and the option that fixes it."""
+    step = f" at step size {step_size:.3g}" if step_size is not None else ""
+    lae = " (LAE then trains as an autoencoder with a frozen random last layer)" if config.model == "lae" else ""
+    hint = f"the chain is stuck{lae}" if accept < ACCEPT_LOW else "the step is too small to move the chain"
+    if config.model == "lae" and config.target_accept is None:  # LAE alone adapts its step
+        fix = "--target-accept 0.5 adapts the step"
+    else:
+        fix = "lower --step-size" if accept < ACCEPT_LOW else "raise --step-size"
+    return f"{config.model} epoch {epoch}: mean MH acceptance {accept:.3f}{step}: {hint}; {fix}"
 
 
 def save_checkpoint(result: TrainResult, path: str | Path) -> Path:
@@ -171,27 +237,58 @@ class CheckpointError(ValueError):
     """A missing, corrupt or incompatible checkpoint (one-line message)."""
 
 
+def _load_blob(path: Path, device: str) -> tuple[RunConfig, dict]:
+    """(config, state dict) of a checkpoint file, loaded with torch's weights-only unpickler (a pickle that would
+    run code is refused unread); torch's warnings are kept quiet, the failure is one CheckpointError line."""
+    where = resolve_device(device)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location=where, weights_only=True)
+        return RunConfig.from_dict(blob["config"]), blob["state_dict"]
+    except Exception as exc:  # corrupt zip, pickle refused, missing keys
+        if isinstance(exc, pickle.UnpicklingError):
+            why = next((ln.strip() for ln in str(exc).splitlines() if "nsupported" in ln), "")
+            reason = f"it holds Python objects, not only tensors, and was refused unread ({why or 'unpickler'})"
+        else:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a lae-bench checkpoint: {reason}") from None
+
+
+def _mismatch(state: dict, expected: dict) -> str | None:
+    """The first difference between a checkpoint's state dict and the model's (names and shapes), or None."""
+    for name, tensor in state.items():
+        if name not in expected:
+            return f"unexpected tensor {name} {tuple(tensor.shape)}"
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            return f"{name} has shape {tuple(tensor.shape)}, the config needs {tuple(expected[name].shape)}"
+    missing = [name for name in expected if name not in state]
+    return f"missing tensor {missing[0]} {tuple(expected[missing[0]].shape)}" if missing else None
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel, RunConfig]:
+    """The model (eval mode) and config of a checkpoint written by save_checkpoint. CheckpointError (one line) when
+    the file is missing, corrupt, holds more than tensors, or its tensors do not fit its config (the first
+    mismatching tensor named, with both shapes)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        blob = torch.load(path, map_location=resolve_device(device), weights_only=True)
-        config = RunConfig.from_dict(blob["config"])
-        state = blob["state_dict"]
-    except Exception as exc:  # corrupt zip, pickle refused, missing keys
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a lae-bench checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}")
+    config, state = _load_blob(path, device)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} is not a lae-bench checkpoint: its state_dict is not tensors")
     biases = [k for k in state if k.startswith("decoder.net.") and k.endswith(".bias")]
     if not biases:
         raise CheckpointError(f"checkpoint {path} has no decoder weights")
     n_pixels = state[max(biases, key=lambda k: int(k.split(".")[2]))].shape[0]  # the decoder's output width
-    model = new_model(dataclasses.replace(config, device=device), n_pixels, resolve_device(device))
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its config: {str(exc).splitlines()[0]}") from None
+        here = dataclasses.replace(config, device=device).validate()
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
+    model = new_model(here, n_pixels, resolve_device(device))
+    problem = _mismatch(state, model.state_dict())
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path} does not match its config ({config.model}): {problem}")
+    model.load_state_dict(state)
     model.eval()
     return model, config

@@ -9,6 +9,7 @@ they fail.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -48,67 +49,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class PostgresServer:
+    """A PostgreSQL server of its own on a free 127.0.0.1 port (Debian's binaries; as root, run as ``postgres``):
+    ``url`` is ``postgresql://lae:<random password>@127.0.0.1:<port>/lae_test`` (the documented URL: psycopg 3).
+    ``stop()`` and ``start()`` simulate an outage; ``close()`` removes everything."""
+
+    def __init__(self):
+        binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not binaries:
+            _missing("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb)")
+        try:
+            import psycopg
+        except ImportError:
+            _missing("psycopg (3) is not installed (pip install 'psycopg[binary]', the 'postgres' extra)")
+        self.bindir = Path(binaries[-1]).parent
+        self.as_user: list[str] = []
+        self.data = Path(tempfile.mkdtemp(prefix="lae-pg-"))
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                _missing("running as root and there is no unprivileged 'postgres' user to run the server")
+            os.chown(self.data, user.pw_uid, user.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.password = secrets.token_hex(12)
+        pwfile = self.data / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.as_user:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        self.db, self.port = self.data / "db", _free_port()
+        init = self._run(
+            "initdb", "-D", self.db, "-U", "lae", f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8"
+        )
+        if init.returncode != 0:
+            shutil.rmtree(self.data, ignore_errors=True)
+            pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
+        self.start()
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="lae", password=self.password, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE lae_test")
+        self.url = f"postgresql://lae:{self.password}@127.0.0.1:{self.port}/lae_test"
+
+    def _run(self, tool: str, *args):
+        cmd = self.as_user + [str(self.bindir / tool)] + [str(a) for a in args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c max_connections=50"
+        log = self.data / "server.log"
+        started = self._run("pg_ctl", "-D", self.db, "-l", log, "-w", "-t", "60", "-o", options, "start")
+        if started.returncode != 0:
+            text = log.read_text() if log.exists() else ""
+            self.close()
+            pytest.fail(f"pg_ctl start failed: {started.stderr.strip()[-300:]} {text[-500:]}")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.db, "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """``postgresql+psycopg2://lae:<random password>@127.0.0.1:<port>/lae_test`` of a server started for the session."""
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not binaries:
-        _missing("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb)")
+    """The URL of a PostgreSQL server started for the session (PostgresServer)."""
+    server = PostgresServer()
     try:
-        import psycopg2
-    except ImportError:
-        _missing("psycopg2 is not installed (pip install psycopg2-binary, the 'postgres' extra)")
-    bindir = Path(binaries[-1]).parent
-    as_user: list[str] = []
-    data = Path(tempfile.mkdtemp(prefix="lae-pg-"))
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            _missing("running as root and there is no unprivileged 'postgres' user to run the server")
-        os.chown(data, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    password = secrets.token_hex(12)
-    pwfile = data / "pw"
-    pwfile.write_text(password + "\n")
-    if as_user:
-        os.chown(pwfile, user.pw_uid, user.pw_gid)
-    db = data / "db"
-    port = _free_port()
-
-    def run(*cmd):
-        return subprocess.run(as_user + [str(c) for c in cmd], capture_output=True, text=True, timeout=120, cwd="/")
-
-    init = run(bindir / "initdb", "-D", db, "-U", "lae", f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8")
-    if init.returncode != 0:
-        shutil.rmtree(data, ignore_errors=True)
-        pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
-    start = run(
-        bindir / "pg_ctl",
-        "-D",
-        db,
-        "-l",
-        data / "server.log",
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=50",
-        "start",
-    )
-    if start.returncode != 0:
-        log = (data / "server.log").read_text() if (data / "server.log").exists() else ""
-        shutil.rmtree(data, ignore_errors=True)
-        pytest.fail(f"pg_ctl start failed: {start.stderr.strip()[-300:]} {log[-500:]}")
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="lae", password=password, dbname="postgres")
-        conn.autocommit = True
-        conn.cursor().execute("CREATE DATABASE lae_test")
-        conn.close()
-        yield f"postgresql+psycopg2://lae:{password}@127.0.0.1:{port}/lae_test"
+        yield server.url
     finally:
-        run(bindir / "pg_ctl", "-D", db, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+        server.close()
 
 
 TINY_BUDGET = """train_size = {train_size}
@@ -203,3 +214,55 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
             return value
         time.sleep(interval)
     return None
+
+
+# Reads one JSON argv per line; forks a child per argv that runs `python -m bench`'s `sys.exit(main())` with stdout and
+# stderr in files (an uncaught exception prints its traceback, as the interpreter would); answers one JSON line.
+FORK_SERVER = r"""
+import json, os, sys, tempfile, traceback
+import bench.cli, bench.commands.evaluate, bench.commands.list, bench.commands.sweep, bench.commands.train  # noqa
+answer = os.fdopen(os.dup(1), "w")
+for line in sys.stdin:
+    argv = json.loads(line)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            code = bench.cli.main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    _, status = os.waitpid(pid, 0)
+    out.seek(0), err.seek(0)
+    text = {"stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+    answer.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status), **text}) + "\n")
+    answer.flush()
+"""
+
+
+@pytest.fixture(scope="module")
+def forked_cli():
+    """run(*argv) -> subprocess.CompletedProcess of one `python -m bench ARGV`, each in its own process forked from one
+    that imported the CLI and its commands once (a fresh interpreter spends ~2 s of CPU importing torch). Only for
+    runs that fail before any worker process starts."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    server = subprocess.Popen(
+        [sys.executable, "-c", FORK_SERVER], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    def run(*argv) -> subprocess.CompletedProcess:
+        server.stdin.write(json.dumps([str(a) for a in argv]) + "\n")
+        server.stdin.flush()
+        answer = json.loads(server.stdout.readline())
+        return subprocess.CompletedProcess(argv, answer["returncode"], answer["stdout"], answer["stderr"])
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)

@@ -2,6 +2,10 @@
 
 import dataclasses
 import json
+import math
+import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -17,53 +21,97 @@ def bench(*args, cwd=None, env=None, timeout=300):
     )
 
 
-def test_train_writes_checkpoint_and_summary(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def lae_run(tmp_path_factory):
+    """`train` of an adapted LAE on digits (2 epochs), as a user runs it: (CompletedProcess, run directory)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    small = ["--dataset", "digits", "--epochs", "2", "--hidden", "64", "--batch-size", "50"]
+    r = bench("train", "--model", "lae", *small, "--target-accept", "0.5", "--out", str(out), "--no-progress")
+    return r, out
+
+
+def test_train_writes_checkpoint_and_summary_with_the_chains_health(lae_run):
+    r, out = lae_run
+    assert r.returncode == 0, r.stderr
+    assert str(out / "checkpoint.pt") in r.stdout and str(out / "summary.json") in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["model"] == "lae" and len(summary["val_loss"]) == 3
+    assert summary["val_loss"][-1] < summary["val_loss"][0]
+    assert len(summary["accept"]) == len(summary["step_size"]) == 2  # per epoch
+    step = summary["step_size"][-1]
+    assert step != 1e-4 and f"step size {step:.3g} (adapted toward 0.5)" in r.stdout
+    assert f"MH acceptance {summary['accept'][-1]:.2f} in the last epoch" in r.stdout
+    blob = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert set(blob) == {"format", "config", "state_dict"} and "phi" in blob["state_dict"]
+    assert blob["state_dict"]["log_step_size"].exp().item() == pytest.approx(step)
+
+
+def test_evaluate_defaults_to_the_default_preset_and_reports_health_and_an_estimate_first(lae_run):
+    _, out = lae_run
+    r = bench("evaluate", str(out / "checkpoint.pt"), "--metrics", "loglik,probe", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "preset default" in r.stdout and "test_loglik_ais" in r.stdout
+    chain, estimate = r.stderr.strip().splitlines()  # both before the work, on stderr
+    step = math.exp(torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]["log_step_size"].item())
+    assert chain.startswith(f"chain: step size {step:.3g} (adapted toward 0.5), MH acceptance ")
+    assert "test images (" in chain and "in the last training epoch)" in chain
+    seconds = float(re.search(r"estimated time: about ([0-9.]+) s", estimate)[1])
+    measured = float(re.search(r"eval_seconds +([0-9.]+)", r.stdout)[1])
+    assert measured / 10 < seconds < measured * 10, (estimate, measured)  # a measured rate, not a constant
+
+
+def test_a_stuck_chain_is_one_warning_line(tmp_path):
     r = bench(
         "train",
         "--model",
         "lae",
         "--dataset",
         "digits",
-        "--epochs",
-        "2",
         "--hidden",
         "64",
         "--batch-size",
         "50",
+        "--epochs",
+        "2",
+        "--step-size",
+        "1e4",
         "--out",
-        str(out),
+        str(tmp_path / "run"),
         "--no-progress",
     )
     assert r.returncode == 0, r.stderr
-    assert str(out / "checkpoint.pt") in r.stdout and str(out / "summary.json") in r.stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["model"] == "lae" and len(summary["val_loss"]) == 3
-    assert summary["val_loss"][-1] < summary["val_loss"][0]
-    blob = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert set(blob) == {"format", "config", "state_dict"} and "phi" in blob["state_dict"]
+    (line,) = r.stderr.strip().splitlines()  # two stuck epochs, one line
+    assert line.startswith("warning: lae epoch 1: mean MH acceptance 0.000") and "--target-accept 0.5" in line
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--step-size", "-1"],
-        ["--latent-dim", "0"],
-        ["--model", "gan"],
-        ["--dataset", "cifar"],
-        ["--n-chains", "0"],
-        ["--epochs", "abc"],
-        ["--lr", "inf"],
-        ["--preprocessing", "float"],
-    ],
-)
-def test_invalid_values_exit_2_with_one_line_and_write_nothing(tmp_path, args):
+def test_negative_numbers_reach_the_suites_own_validation(tmp_path):
+    """argparse alone reads "-1e-4" as an option ("expected one argument")."""
+    r = bench("train", "--dataset", "digits", "--step-size", "-1e-4", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and not (tmp_path / "run").exists()
+    assert r.stderr.strip() == "error: step_size must be a positive finite number; got -0.0001"
+
+
+def test_ctrl_c_says_what_happened_and_saves_nothing(tmp_path):
     out = tmp_path / "run"
-    r = bench("train", "--dataset", "digits", "--out", str(out), *args)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in r.stderr
-    assert not out.exists()
+    args = ["train", "--dataset", "digits", "--hidden", "64", "--batch-size", "50", "--epochs", "100000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *args, "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    seen = b""
+    while b"epoch 1/100000" not in seen:  # the progress bar (stderr): training has started
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk, seen
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, rest = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, rest = proc.communicate()
+        rest += b"\n(still running 180 s after Ctrl-C)"
+    last = re.split(rb"[\r\n]+", (seen + rest).strip())[-1].decode()  # the progress bar redraws with \r
+    assert proc.returncode == 130 and "error: interrupted; nothing was saved" in last, (seen + rest).decode()
+    assert not (out / "checkpoint.pt").exists()
 
 
 def test_divergence_is_one_line(tmp_path):

@@ -1,14 +1,27 @@
-"""Training: determinism, divergence handling, and end-to-end learning on real MNIST."""
+"""Training: determinism, divergence handling, the chain's health, memory bounds, checkpoints, and end-to-end
+learning on real MNIST."""
 
 import dataclasses
+import json
 import os
+import pickle
 import warnings
 
 import pytest
 import torch
 
-from lae.config import ConfigError, RunConfig
-from lae.train import DivergenceError, fit, load_checkpoint, load_data, new_model, save_checkpoint
+from lae.config import ConfigError, RunConfig, physical_memory_bytes
+from lae.train import (
+    DIVERGENCE_FACTOR,
+    ChainHealthWarning,
+    CheckpointError,
+    DivergenceError,
+    fit,
+    load_checkpoint,
+    load_data,
+    new_model,
+    save_checkpoint,
+)
 
 FAMILIES = ("vae", "iwae", "lvae", "lae")
 
@@ -34,9 +47,49 @@ def test_unadjusted_langevin_at_huge_step_size_raises_divergence():
         fit(small("lae", step_size=1e4, mh=False))
 
 
-def test_mh_at_huge_step_size_rejects_instead_of_diverging():
-    result = fit(small("lae", step_size=1e4, mh=True))
+def test_mh_at_huge_step_size_rejects_instead_of_diverging_and_warns_once():
+    with pytest.warns(ChainHealthWarning, match="acceptance 0.000") as record:
+        result = fit(small("lae", step_size=1e4, mh=True, epochs=2))
     assert result.accept[-1] < 0.05
+    assert len([w for w in record if w.category is ChainHealthWarning]) == 1  # two stuck epochs, one warning
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_runaway_loss_is_a_divergence_for_every_family(model):
+    """lr 1e8: the loss explodes (LAE's stays finite: 1e29 nats) and every family stops with a DivergenceError."""
+    with pytest.raises(DivergenceError, match="nats/image at epoch 1") as info:
+        fit(small(model, lr=1e8))
+    err = info.value
+    assert not err.value <= err.limit and err.step >= 1
+    assert err.limit == pytest.approx(DIVERGENCE_FACTOR * fit(small(model, epochs=1)).val_loss[0])
+
+
+def test_healthy_runs_stay_far_below_the_divergence_bound():
+    """The bound never fires on a healthy run: every minibatch of an adapted LAE stays under a tenth of it."""
+    result = fit(small("lae", target_accept=0.5, epochs=2))
+    assert max(result.train_loss) < DIVERGENCE_FACTOR * result.val_loss[0] / 10
+
+
+def test_summary_records_acceptance_and_adapted_step_size_per_epoch():
+    result = fit(small("lae", target_accept=0.5, epochs=2))
+    summary = json.loads(json.dumps(result.summary(), allow_nan=False))  # strict JSON
+    assert summary["config"]["step_size"] is None and summary["config"]["target_accept"] == 0.5
+    assert len(summary["accept"]) == len(summary["step_size"]) == 2
+    assert all(0 < a < 1 for a in summary["accept"])
+    assert summary["step_size"][-1] == pytest.approx(result.model.step_size) and summary["step_size"][-1] != 1e-4
+    vae = json.loads(json.dumps(fit(small("vae")).summary(), allow_nan=False))
+    assert vae["accept"] == [None] and vae["step_size"] == [None]
+
+
+def test_configs_beyond_memory_are_refused_before_anything_allocates():
+    """RunConfig.memory_bytes is computed from shapes; validate() refuses more than the machine's memory."""
+    assert RunConfig().memory_bytes() < 100e6  # the reference MNIST config: tens of MB
+    huge = RunConfig(latent_dim=1_000_000_000)
+    assert huge.memory_bytes() > physical_memory_bytes()
+    with pytest.raises(ConfigError, match="latent_dim=1000000000.*GB.*memory"):
+        huge.validate()
+    with pytest.raises(ConfigError, match="k=10000000"):
+        RunConfig(model="iwae", k=10_000_000).validate()
 
 
 @pytest.mark.parametrize(
@@ -48,6 +101,10 @@ def test_mh_at_huge_step_size_rejects_instead_of_diverging():
         ("dataset", "cifar"),
         ("n_chains", 0),
         ("lr", float("nan")),
+        ("seed", -1),
+        ("latent_dim", True),
+        ("mh", 1),
+        ("target_accept", 1.0),
     ],
 )
 def test_invalid_values_are_rejected_before_training(field, value):
@@ -60,6 +117,7 @@ def test_rank_warning_when_hidden_below_batch_size():
         fit(small("lae", hidden=32, batch_size=50))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ChainHealthWarning)  # step 1e-4 on digits: acceptance 0.999, said once
         fit(small("lae", hidden=64, batch_size=50))
 
 
@@ -70,6 +128,32 @@ def test_checkpoint_round_trip(tmp_path):
     assert config == result.config
     for k, v in result.model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
+
+
+def test_checkpoint_shape_mismatch_names_the_first_tensor_and_both_shapes(tmp_path):
+    result = fit(small("lae"))
+    path = save_checkpoint(result, tmp_path / "ckpt.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["config"]["latent_dim"] = 8
+    torch.save(blob, path)
+    with pytest.raises(CheckpointError, match=r"phi has shape \(1, 4, 64\), the config needs \(1, 8, 64\)"):
+        load_checkpoint(path)
+
+
+def test_a_pickle_that_would_run_code_is_refused_unread_and_quietly(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format": 1, "config": {}, "state_dict": Payload()}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected pickle protocol 4" UserWarning would fail here
+        with pytest.raises(CheckpointError, match="refused unread"):
+            load_checkpoint(path)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("model", FAMILIES)
@@ -94,7 +178,9 @@ def test_every_family_learns_on_real_mnist(model):
 
 def test_step_size_adaptation_moves_acceptance_toward_target():
     fixed = fit(small("lae", step_size=3e-2, epochs=3))
-    adapted = fit(small("lae", step_size=3e-2, epochs=3, target_accept=0.6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChainHealthWarning)  # an adapted chain is healthy: no warning
+        adapted = fit(small("lae", step_size=3e-2, epochs=3, target_accept=0.6))
     assert adapted.model.step_size < 3e-2 and fixed.model.step_size == pytest.approx(3e-2)
     assert abs(adapted.accept[-1] - 0.6) < abs(fixed.accept[-1] - 0.6) - 0.1, (fixed.accept, adapted.accept)
 

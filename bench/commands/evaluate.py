@@ -3,9 +3,11 @@ the metrics of one checkpoint (bench.metrics, docs/metrics.md), printed as a tab
 flat JSON record {"metrics": {name: value}, "units": {name: unit}, ...} (strict JSON: a metric that
 does not apply, nan in Python, is written as null).
 
-By default the log-likelihood is computed on the whole test split at the "full" preset (about a
-quarter of an hour for an MNIST model on 2 cores); --subset N (the first N test images, the same
-every time) or --preset default/smoke make it cheap for sweeps.
+By default the metrics use the "default" preset (the published leaderboards': AIS on the first 500 test images);
+--preset full takes the whole test split (about 25 minutes for an MNIST model on 2 cores), --preset smoke seconds,
+--subset N the first N test images. Before the work it prints, on stderr, the Langevin chain's health (step size,
+MH acceptance on test images) and an estimate of the duration from a pilot that does a known fraction of the work
+(`estimate_seconds`; not for the smoke preset, which takes seconds).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
+from bench.commands.train import check_output
 from bench.errors import BenchError
 from bench.metrics import GROUPS, METRICS, MetricSettings
 from lae.config import DEVICES
 from lae.utils import atomic_write_text, model_device
+
+HEALTH_BATCHES = 5  # test minibatches (of the training batch size) the MH acceptance is measured on
+PILOT_FRACTION = 0.1  # of the AIS distributions and IS samples in the duration estimate's log-likelihood pilot
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset",
-        default="full",
+        default="default",
         choices=MetricSettings.PRESETS,
-        help="evaluation sizes: smoke (seconds), default (~1 min, 500-image subset), full (whole test split; default)",
+        help="evaluation sizes: smoke (seconds), default (the leaderboards': 500 test images; the default), "
+        "full (the whole test split: many minutes)",
     )
     parser.add_argument(
         "--subset", type=int, default=None, help="log-likelihood on the first N test images (overrides the preset)"
@@ -87,6 +95,98 @@ def table(record: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def chain_health(model, config, dataset, checkpoint: Path, seed: int) -> str:
+    """One line on a Langevin model's chain ('' for the others): the step size in the checkpoint (LAE's
+    log_step_size buffer: adapted when trained with target_accept), the mean MH acceptance of n_steps moves from the
+    stored chains on HEALTH_BATCHES test minibatches, and the last training epoch's (summary.json beside the
+    checkpoint, when there)."""
+    from lae import data as data_lib
+    from lae.train import evaluate_loss
+
+    n = min(len(dataset.test), HEALTH_BATCHES * config.batch_size)
+    split = data_lib.Split(dataset.test.x[:n], dataset.test.y[:n])
+    _, accept = evaluate_loss(model, split, config.batch_size, seed, model_device(model))
+    model.eval()
+    if math.isnan(accept):
+        return ""
+    log_step = model.state_dict().get("log_step_size")
+    step = ""
+    if log_step is not None:
+        adapted = f" (adapted toward {config.target_accept})" if config.target_accept is not None else ""
+        step = f"step size {math.exp(log_step.item()):.3g}{adapted}, "
+    line = f"chain: {step}MH acceptance {accept:.3f} on {n} test images"
+    try:
+        trained = json.loads((checkpoint.parent / "summary.json").read_text())["accept"][-1]
+        line += f" ({trained:.3f} in the last training epoch)"
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        pass
+    return line
+
+
+def estimate_seconds(model, config, dataset, groups: list[str], s: MetricSettings) -> tuple[float, float]:
+    """(estimated seconds of compute_metrics, seconds the pilot took), from a pilot that does a known fraction of
+    each group's real work and is scaled by that ratio (a ratio of one large measured time, not a slope between two
+    small ones, so a busy machine's noise is not amplified). Log-likelihood: one AIS chunk of real size (AIS runs
+    estimator_batch // ais_chains images at a time) with PILOT_FRACTION of the AIS distributions and IS samples,
+    minus a quarter chunk with one of each, x 4 (the per-image cost: proposal, ELBO), scaled to every chunk; BDMC
+    alike.
+    Probe and attacks: a quarter of the images, x 4. Speed: one call, x its call count. The pilot draws from its
+    own generator and the probe has its fixed seed: the metrics are unchanged by it."""
+    import sklearn.linear_model  # noqa: F401  (imports are not part of the estimate)
+    import torch
+    import torchattacks  # noqa: F401
+
+    from bench.metrics import adversarial, loglik, probe, speed
+
+    gen = torch.Generator(device=model_device(model)).manual_seed(0)
+    n_test, n_train = len(dataset.test), len(dataset.train)
+    pilot = {"probe": None}
+    few = max(1, round(s.ais_intermediate * PILOT_FRACTION))
+    ratio = few / s.ais_intermediate
+
+    def seconds(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    def ll(k: int, distributions: int, bdmc: int = 0) -> float:
+        samples = 1 if distributions == 1 else max(1, round(s.is_samples * ratio))
+        cut = s.replace(subset=k, ais_intermediate=distributions, is_samples=samples, bdmc_images=bdmc)
+        return seconds(lambda: loglik.loglik_metrics(model, config, dataset, cut, gen))
+
+    start, total = time.perf_counter(), 0.0
+    model.requires_grad_(False)
+    try:
+        if "loglik" in groups:
+            n, chunk = min(s.subset or n_test, n_test), max(1, s.estimator_batch // s.ais_chains)
+            k, quarter = min(n, chunk), max(1, min(n, chunk) // 4)
+            base = ll(quarter, 1) * k / quarter  # per-image work (proposal, ELBO): a quarter of the chunk, x 4
+            total += (base + max(0.0, ll(k, few) - base) / ratio) * n / k
+            if s.bdmc_images:
+                kb = min(s.bdmc_images, chunk)
+                total += max(0.0, ll(1, few, kb) - ll(1, few)) / ratio * s.bdmc_images / kb
+        if "probe" in groups or "adversarial" in groups:
+            n = min(s.probe_train_size or n_train, n_train)
+            k = max(1, n // 4)
+            run = lambda: pilot.update(probe=probe.train_probe(model, dataset, s.replace(probe_train_size=k)))
+            total += seconds(run) * n / k
+        if "probe" in groups:  # the test split's features: measured, not scaled
+            total += seconds(lambda: probe.probe_metrics(model, dataset, s, pilot["probe"]))
+        if "speed" in groups:
+            once = s.replace(speed_repeats=1, speed_warmup=0)
+            total += seconds(lambda: speed.speed_metrics(model, config, dataset, once, gen)) * (
+                s.speed_repeats + s.speed_warmup
+            )
+        if "adversarial" in groups:
+            n = min(s.adv_subset or n_test, n_test)
+            k = max(1, n // 4)
+            cut = s.replace(adv_subset=k)
+            total += seconds(lambda: adversarial.adversarial_metrics(model, dataset, cut, pilot["probe"])) * n / k
+    finally:
+        model.requires_grad_(True)
+    return total, time.perf_counter() - start
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -101,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise BenchError(f"--threads must be a positive integer; got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.out is not None:
+        check_output(args.out, "--out", directory=False)
     settings = MetricSettings.preset(args.preset)
     if args.subset is not None:
         settings = settings.replace(subset=args.subset)
@@ -110,8 +212,21 @@ def run(args: argparse.Namespace) -> int:
         if wanted != config.dataset:
             raise BenchError(f"checkpoint {args.checkpoint} was trained on {config.dataset}, not {args.dataset}")
     dataset = data_lib.load(config.dataset, config.preprocessing, data_dir=args.data_dir, val_size=config.val_size)
-    if settings.subset is not None and settings.subset > len(dataset.test):
-        raise BenchError(f"--subset {settings.subset} exceeds the {len(dataset.test)} test images of {config.dataset}")
+    if args.subset is not None and args.subset > len(dataset.test):
+        raise BenchError(f"--subset {args.subset} exceeds the {len(dataset.test)} test images of {config.dataset}")
+    if settings.subset is not None and settings.subset >= len(dataset.test):
+        settings = settings.replace(subset=None)  # a preset's subset larger than the test split (digits): all of it
+    health = chain_health(model, config, dataset, args.checkpoint, args.seed)
+    if health:
+        print(health, file=sys.stderr)
+    if args.preset != "smoke" or args.subset is not None:  # smoke takes seconds: no pilot
+        estimate, pilot = estimate_seconds(model, config, dataset, groups, settings)
+        print(
+            f"estimated time: about {estimate:.{1 if estimate < 10 else 0}f} s ({estimate / 60:.1f} min) for "
+            f"{','.join(groups)} at preset "
+            f"{args.preset}, extrapolated from a {pilot:.1f} s pilot",
+            file=sys.stderr,
+        )
     generator = torch.Generator(device=model_device(model)).manual_seed(args.seed)
     record = compute_metrics(model, config, dataset, groups, settings, generator, progress=not args.no_progress)
     print(
@@ -119,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         f"preset {args.preset}"
     )
     print(table(record))
+    if health:
+        print(health)  # again below the table, on stdout: part of the report
     if args.out is not None:
         payload = {
             "checkpoint": str(args.checkpoint),

@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, describe
 from bench.registry import BUDGETS, DATASETS
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget",
         choices=BUDGETS,
         default="smoke",
-        help="smoke: ~2 min on 2 cores; default: the published leaderboards (~20 min); full: GPU",
+        help="smoke: about 30 s (README.md); default: the published leaderboards (results/README.md); full: GPU",
     )
     parser.add_argument(
         "--storage",
@@ -47,11 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the sweep; an OS failure (full disk, unwritable directory) is one line naming its cause, exit status 2."""
+    try:
+        return _reproduce(args) if args.reproduce else _sweep(args)
+    except OSError as exc:
+        raise BenchError(describe(exc)) from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from bench import sweep
     from bench.results import store
 
-    if args.reproduce:
-        return _reproduce(args)
     summary = sweep.run_sweep(
         args.name,
         args.budget,
@@ -63,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         threads=args.threads,
     )
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items()))
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items())) or "no trials"
     print(
         f"{summary['sweep']}: study {summary['study']} in {summary['storage']}: {counts}; "
+        f"{summary['done']} of {summary['total']} finished with a row; "
         f"{summary['seconds']:.0f} s with {args.workers} worker(s)"
     )
     print(f"rows: {store.parquet_dir(args.results, summary['sweep'])}")

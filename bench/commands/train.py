@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import tempfile
 import time
 import types
 import typing
 from pathlib import Path
 
+from bench.errors import BenchError
 from lae.config import RunConfig
 
 
@@ -45,26 +48,65 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}).validate()
 
 
+def check_output(path: Path, option: str, directory: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written: `path` (a directory when `directory`, else a
+    file) must not exist as the other kind, and the directory that will hold it (or its nearest existing ancestor,
+    created later) must take a new file. BenchError (one line) otherwise; nothing is created."""
+    if path.exists() and path.is_dir() != directory:
+        kind, need = ("a file", "a directory") if directory else ("a directory", "a file path")
+        raise BenchError(f"{option} {path} is {kind}; need {need}")
+    target = path if directory else path.parent
+    probe = target.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BenchError(f"{option} {path}: {probe} is a file, not a directory")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise BenchError(f"{option} {path}: cannot write in {probe} ({exc.strerror})") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: runs/MODEL-DATASET-TIME)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (refused by default when it holds one)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def health(result) -> str:
+    """One line on the Langevin chain: the last epoch's mean MH acceptance and step size ('' for other models)."""
+    accept, step = result.accept[-1], result.step_size[-1]
+    if math.isnan(accept):
+        return ""
+    adapted = f" (adapted toward {result.config.target_accept})" if result.config.target_accept is not None else ""
+    step_text = f", step size {step:.3g}{adapted}" if step is not None else ""
+    per_epoch = ", ".join(f"{a:.2f}" for a in result.accept)
+    return f"MH acceptance {accept:.2f} in the last epoch{step_text}; per epoch: {per_epoch}"
+
+
 def run(args: argparse.Namespace) -> int:
-    from lae.train import fit, load_data, save_checkpoint
+    from lae.train import fit, load_data, resolve_device, save_checkpoint
     from lae.utils import atomic_write_text
 
-    config = config_from_args(args)  # rejects bad values before any data is read
-    dataset = load_data(config)
+    config = config_from_args(args)  # rejects bad values (and configs that cannot fit in memory) first
+    resolve_device(config.device)  # --device cuda without CUDA: refused before the data are read
     out = args.out or Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_output(out, "--out", directory=True)
+    if (out / "checkpoint.pt").exists() and not args.overwrite:
+        raise BenchError(f"--out {out} already holds a run (checkpoint.pt); choose another --out or pass --overwrite")
+    dataset = load_data(config)
     result = fit(config, dataset, progress=not args.no_progress)
     ckpt = save_checkpoint(result, out / "checkpoint.pt")
-    summary = atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
+    summary = atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
     print(
         f"{config.model} on {config.dataset}: val loss {result.val_loss[0]:.2f} -> {result.val_loss[-1]:.2f} "
         f"nats/image in {result.seconds:.1f} s"
     )
+    if health(result):
+        print(health(result))
     print(f"checkpoint: {ckpt}")
     print(f"summary:    {summary}")
     return 0

@@ -4,8 +4,13 @@ Layout: ``<results>/parquet/<sweep>/<study>/t<trial>-<host>-<pid>-<random>.parqu
 is written to a hidden temp file in the same directory, forced to disk and moved into place with ``os.replace``
 (``lae.utils.atomic_path``; atomic on POSIX), so a kill at any moment leaves either the whole file or nothing, and
 concurrent workers never write the same file. Readers list the directory (hidden files are ignored) and drop
-duplicates: a trial that finished but whose process died before Optuna heard of it is run again, so the same
-(study, params) may appear twice; the best status wins (complete > pruned > fail), then the earliest row.
+duplicates (should the same (study, params) ever appear twice, the best status wins: complete > pruned > fail, then
+the earliest row).
+
+An unreadable row file (truncated, garbage, not a row) is moved aside to ``<results>/quarantine/<sweep>/<study>/``
+(never deleted) with one warning line on stderr, and left out of every table; the sweep then sees its grid point
+unfinished and runs it again. Hidden temp files that a killed writer left are removed by the sweep
+(``bench.sweep.liveness``).
 
 Passwords never reach a row: storage URLs go through ``redact_url`` and error texts through ``redact_text``.
 """
@@ -16,6 +21,7 @@ import datetime as _dt
 import os
 import re
 import socket
+import sys
 import uuid
 from pathlib import Path
 
@@ -27,82 +33,26 @@ from lae.utils import atomic_path
 
 SCHEMA_VERSION = 1
 
+
+def _columns(names: str) -> tuple[str, ...]:
+    return tuple(names.split())
+
+
 # Column -> arrow type for the columns the harness writes itself; metric columns (and any other number) are float64.
-STRING_COLUMNS = (
-    "sweep",
-    "study",
-    "budget",
-    "params",
-    "point",
-    "status",
-    "error",
-    "model",
-    "dataset",
-    "preprocessing",
-    "likelihood",
-    "optimizer",
-    "axis",
-    "storage",
-    "worker",
-    "git_commit",
-    "python_version",
-    "torch_version",
-    "optuna_version",
-    "numpy_version",
-    "lae_bench_version",
-    "machine",
-    "timestamp",
+STRING_COLUMNS = _columns(
+    "sweep study budget params point status error model dataset preprocessing likelihood optimizer axis "
+    "storage worker git_commit python_version torch_version optuna_version numpy_version "
+    "lae_bench_version machine timestamp warnings"
 )
-INT_COLUMNS = (
-    "schema_version",
-    "trial",
-    "n_chains",
-    "n_steps",
-    "k",
-    "latent_dim",
-    "encoder_depth",
-    "decoder_depth",
-    "hidden",
-    "epochs",
-    "batch_size",
-    "seed",
-    "train_size",
-    "val_size",
-    "threads",
-    "epochs_run",
+INT_COLUMNS = _columns(
+    "schema_version trial n_chains n_steps k latent_dim encoder_depth decoder_depth hidden epochs "
+    "batch_size seed train_size val_size threads epochs_run"
 )
 BOOL_COLUMNS = ("mh",)
-REQUIRED_COLUMNS = (
-    "schema_version",
-    "sweep",
-    "study",
-    "trial",
-    "params",
-    "model",
-    "dataset",
-    "likelihood",
-    "step_size",
-    "n_chains",
-    "n_steps",
-    "mh",
-    "k",
-    "latent_dim",
-    "encoder_depth",
-    "hidden",
-    "epochs",
-    "batch_size",
-    "seed",
-    "status",
-    "error",
-    "val_loss",
-    "mh_accept",
-    "train_seconds",
-    "eval_seconds",
-    "git_commit",
-    "torch_version",
-    "optuna_version",
-    "threads",
-    "timestamp",
+REQUIRED_COLUMNS = _columns(
+    "schema_version sweep study trial params model dataset likelihood step_size n_chains n_steps mh k "
+    "latent_dim encoder_depth hidden epochs batch_size seed status error val_loss mh_accept train_seconds "
+    "eval_seconds git_commit torch_version optuna_version threads timestamp"
 )
 STATUS_RANK = {"complete": 0, "pruned": 1, "fail": 2}
 
@@ -168,23 +118,105 @@ def write_row(results: str | os.PathLike, row: dict) -> Path:
     return path
 
 
+def row_files(folder: Path) -> list[Path]:
+    """The row files under ``folder`` (hidden temp files excluded), sorted."""
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def quarantine_dir(results: str | os.PathLike) -> Path:
+    return Path(results) / "quarantine"
+
+
+def quarantine(results: str | os.PathLike, path: Path, reason: str) -> Path | None:
+    """Move an unreadable row file into ``<results>/quarantine/`` (same relative path) with one warning line on
+    stderr; returns the new path (None when another reader moved it first or it cannot be moved)."""
+    dest = quarantine_dir(results) / path.relative_to(parquet_dir(results))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, dest)
+    except FileNotFoundError:
+        return None  # another reader moved it first (and said so)
+    except OSError as exc:
+        print(f"warning: unreadable row file {path} ({reason}) left out; cannot move it aside: {exc}", file=sys.stderr)
+        return None
+    print(
+        f"warning: unreadable row file {path} ({reason}) moved to {dest}, left out of every table; "
+        "the sweep runs its grid point again",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dest
+
+
+def read_row_file(results: str | os.PathLike, path: Path) -> pd.DataFrame | None:
+    """One row file as a DataFrame; None (after quarantining it) when it is unreadable or not a results row."""
+    try:
+        df = pq.read_table(path).to_pandas()
+        missing = [c for c in ("study", "params", "status") if c not in df.columns]
+        if missing:
+            raise ValueError(f"not a results row: no {missing[0]!r} column")
+        return df
+    except FileNotFoundError:
+        return None  # quarantined meanwhile by another reader
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        text = re.sub(r"Could not open Parquet input source '[^']*': ", "", str(exc)).strip().splitlines()
+        quarantine(results, path, f"{type(exc).__name__}: {text[0] if text else ''}")
+        return None
+
+
 def read_rows(
     results: str | os.PathLike, sweep: str | None = None, study: str | None = None, dedupe: bool = True
 ) -> pd.DataFrame:
-    """All rows under ``<results>/parquet[/<sweep>[/<study>]]`` as one DataFrame (empty if none). With ``dedupe``,
-    one row per (study, params): complete beats pruned beats fail, then the earliest timestamp, then trial number."""
+    """All rows under ``<results>/parquet[/<sweep>[/<study>]]`` as one DataFrame (empty if none); unreadable files
+    are quarantined and left out. With ``dedupe``, one row per (study, params): complete beats pruned beats fail,
+    then the earliest timestamp, then trial number."""
     base = parquet_dir(results, sweep)
     if study is not None:
         base = base / study
-    files = sorted(p for p in base.rglob("*.parquet") if not p.name.startswith(".")) if base.is_dir() else []
-    frames = [pq.read_table(p).to_pandas() for p in files]
-    frames = [f for f in frames if len(f)]
+    frames = [read_row_file(results, p) for p in row_files(base)]
+    frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     df = pd.concat(frames, ignore_index=True, sort=False)
     if dedupe and len(df):
         df = dedupe_rows(df)
     return df.reset_index(drop=True)
+
+
+def stored_params(results: str | os.PathLike, sweep: str, study: str, cache: dict | None = None) -> set[str]:
+    """The params keys of one study's readable rows (any status: each is a finished trial). ``cache``: {file name:
+    params keys} kept by the caller between calls, so each file is read once (row files are never rewritten)."""
+    cache = {} if cache is None else cache
+    for path in row_files(parquet_dir(results, sweep) / study):
+        if path.name not in cache:
+            df = read_row_file(results, path)
+            if df is not None:
+                cache[path.name] = set(df["params"])
+    return set().union(*cache.values())
+
+
+def quarantined_trials(results: str | os.PathLike, sweep: str, study: str) -> set[int]:
+    """Trial numbers of the quarantined row files of one study (from their names, ``t<trial>-...``)."""
+    folder = quarantine_dir(results) / sweep / study
+    names = (p.name for p in folder.glob("t*.parquet")) if folder.is_dir() else ()
+    return {int(m[1]) for n in names if (m := re.match(r"t(\d+)-", n))}
+
+
+def check_writable(results: str | os.PathLike, sweep: str, study: str) -> Path:
+    """Write (then remove) a probe file in the study's row folder, or in ``results`` (created) when the folder does
+    not exist yet: OSError (read-only, full disk, not a directory) before anything trains. Returns the row folder."""
+    folder = parquet_dir(results, sweep) / study
+    where = folder if folder.is_dir() else Path(results)
+    where.mkdir(parents=True, exist_ok=True)
+    probe = where / f".probe-{socket.gethostname()}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        probe.unlink(missing_ok=True)
+    return folder
 
 
 def dedupe_rows(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,13 +4,18 @@ results store (``bench.results.store``). See docs/sweeps.md for the spec format 
 One module per job, each importing only lower ones:
 
 - ``paths``: the project root and its ``sweeps/`` (resolved when called)
-- ``spec``: the spec schema (Spec, Budget, Point); parse, then validate
-- ``storage``: Optuna storages from URLs (journal file, SQLite, PostgreSQL)
-- ``study``: the study, its samplers, and the trial bookkeeping (heartbeats, stale and duplicate trials)
+- ``checks``: type and range checks of raw spec values (metric settings, grid values, search space, pruner)
+- ``spec``: the spec schema (Spec, Budget, Point); parse, then validate (every RunConfig, memory included)
+- ``journal``: the journal file's flock lock, appends that never tear, torn-record repair, stale Optuna locks
+- ``storage``: Optuna storages from URLs (journal file, SQLite, PostgreSQL with psycopg 3)
+- ``liveness``: process identity and liveness (zombies and reused pids are dead), temp files of dead writers
+- ``study``: the study, its samplers, and the trial bookkeeping (asking, claims, heartbeats, stale and duplicate
+  trials)
+- ``ledger``: where a sweep stands, the study merged with the results store (a grid point is done when its row is)
 - ``provenance``: git commit, library versions, machine
 - ``trial``: one trial (train, measure) and its row
-- ``worker``: the ask/tell loop of one worker process
-- ``runner``: checks, worker processes, the summary (``run_sweep``)
+- ``worker``: the pick/ask/claim/tell loop of one worker process
+- ``runner``: checks, worker processes (reaped as they end), the summary and the exit status (``run_sweep``)
 """
 
 from bench.registry import BUDGETS

@@ -18,24 +18,14 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.registry import BUDGETS
+from bench.sweep import checks
 from bench.sweep.paths import find_spec
 from lae.config import ConfigError, RunConfig
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-SPEC_KEYS = {
-    "description",
-    "kind",
-    "axis",
-    "values",
-    "dataset",
-    "fixed",
-    "models",
-    "budget",
-    "search",
-    "pruner",
-    "objective",
-    "sampler_seed",
-}
+SPEC_KEYS = set(
+    "description kind axis values dataset fixed models budget search pruner objective sampler_seed".split()  # noqa: SIM905
+)
 BUDGET_KEYS = {"train_size", "val_size", "epochs", "seeds", "metrics", "metric_settings", "values", "n_trials", "set"}
 MODEL_KEYS = {"model", "label", "axis", "set"}
 
@@ -128,8 +118,9 @@ class Spec:
         return RunConfig.from_dict(d)
 
     def search_lows(self) -> dict:
-        """Each searched field at its lower bound: a stand-in for the tuned values when checking configs."""
-        return {k: d["low"] for k, d in self.search.items()}
+        """Each searched field at its lower bound (a float, as suggested): a stand-in for the tuned values when
+        checking configs."""
+        return {k: float(d["low"]) for k, d in self.search.items()}
 
 
 def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
@@ -155,8 +146,10 @@ def _line_of(text: str, table: str, key: str) -> str:
 
 
 def _error(path: Path, text: str, key: str, why: str, table: str = "") -> BenchError:
-    """``<path> (line N): <key>: <why>``, the line of the key's last dotted part inside ``[table]``."""
-    where = _line_of(text, table, key.rsplit(".", 1)[-1])
+    """``<path> (line N): <key>: <why>``, the line of the key's last dotted part found inside ``[table]`` (an inline
+    table's key: the line of its parent)."""
+    parts = [p.split("[")[0] for p in key.split(".")]
+    where = next((w for part in reversed(parts) if (w := _line_of(text, table, part))), "")
     return BenchError(f"{path}{where}: {key}: {why}")
 
 
@@ -176,14 +169,22 @@ def parse_spec(path: Path, text: str) -> Spec:
     kind = raw.get("kind", "grid")
     if kind not in ("grid", "tune"):
         raise bad("kind", f"must be 'grid' or 'tune', got {kind!r}")
-    fixed = raw.get("fixed", {})
+    for key in ("description", "dataset"):
+        if not isinstance(raw.get(key, ""), str):
+            raise bad(key, f"must be a string, got {raw[key]!r}")
+    seed = raw.get("sampler_seed", 0)
+    if not checks.is_count(seed, 0):
+        raise bad("sampler_seed", f"must be a non-negative integer, got {seed!r}")
+    fixed = checks.table(raw.get("fixed", {}), "fixed", bad)
     for key in fixed:
         if key not in RUN_FIELDS or key in ("model", "seed", "dataset", "data_dir"):
             raise bad(f"fixed.{key}", "not a settable RunConfig field", "fixed")
     models = _parse_models(raw.get("models", []), bad)
-    search = raw.get("search", {})
-    axis, values = _parse_axis(kind, raw, search, bad)
-    budgets = {name: _parse_budget(name, b, kind, bad) for name, b in raw.get("budget", {}).items()}
+    axis, values = _parse_axis(kind, raw, bad)
+    budgets = {
+        name: _parse_budget(name, checks.table(b, f"budget.{name}", bad), kind, bad)
+        for name, b in checks.table(raw.get("budget", {}), "budget", bad).items()
+    }
     missing = [b for b in BUDGETS if b not in budgets]
     if missing:
         raise bad("budget", f"missing [budget.{missing[0]}] (every spec defines {', '.join(BUDGETS)})")
@@ -193,56 +194,54 @@ def parse_spec(path: Path, text: str) -> Spec:
         kind,
         raw.get("description", ""),
         axis,
-        tuple(values),
+        values,
         raw.get("dataset", "mnist"),
         dict(fixed),
         tuple(models),
         budgets,
-        dict(search),
-        dict(raw.get("pruner", {})),
-        int(raw.get("sampler_seed", 0)),
+        dict(raw.get("search", {})),
+        checks.pruner(raw.get("pruner", {}), bad),
+        seed,
     )
 
 
 def _parse_models(entries: list, bad) -> list[dict]:
-    """The ``[[models]]`` entries, each with a label (default: its model), labels distinct."""
+    """The ``[[models]]`` entries, each with a model and a label (default: its model), labels distinct."""
+    if not isinstance(entries, list) or not entries:
+        raise bad("models", "at least one [[models]] entry is required")
     models = []
     for i, entry in enumerate(entries):
+        entry = checks.table(entry, f"models[{i}]", bad)
         unknown = set(entry) - MODEL_KEYS
         if unknown:
             raise bad(f"models[{i}].{sorted(unknown)[0]}", f"unknown key; expected {', '.join(sorted(MODEL_KEYS))}")
+        if not isinstance(entry.get("model"), str) or not isinstance(entry.get("label", ""), str):
+            raise bad(f"models[{i}].model", 'every [[models]] entry needs `model = "<family>"` (label: a string)')
         if entry.get("axis") is not None and entry["axis"] not in RUN_FIELDS:
             raise bad(f"models[{i}].axis", f"{entry['axis']!r} is not a RunConfig field")
-        for key in entry.get("set", {}):
-            if key not in RUN_FIELDS:
-                raise bad(f"models[{i}].set.{key}", "not a RunConfig field")
+        for key in checks.table(entry.get("set", {}), f"models[{i}].set", bad):
+            if key not in RUN_FIELDS or key in ("model", "seed", "dataset", "data_dir"):
+                raise bad(f"models[{i}].set.{key}", "not a settable RunConfig field")
         models.append({**entry, "label": entry.get("label", entry.get("model"))})
-    if not models:
-        raise bad("models", "at least one [[models]] entry is required")
     if len({m["label"] for m in models}) != len(models):
         raise bad("models", "two [[models]] entries have the same label; give them distinct `label`s")
     return models
 
 
-def _parse_axis(kind: str, raw: dict, search: dict, bad) -> tuple[str, list]:
+def _parse_axis(kind: str, raw: dict, bad) -> tuple[str, tuple]:
     """(axis, values): a grid's swept field and values; a tuning sweep's first searched field and no values."""
     if kind == "grid":
-        axis, values = raw.get("axis"), raw.get("values")
+        axis = raw.get("axis")
         if axis not in RUN_FIELDS:
             raise bad("axis", f"must name a RunConfig field, got {axis!r}")
-        if not isinstance(values, list) or not values:
-            raise bad("values", "must be a non-empty list")
-        return axis, values
-    if not search:
-        raise bad("search", "a tuning sweep needs a [search.<field>] table with low, high (and log)")
-    for key, dist in search.items():
-        if key not in RUN_FIELDS or not {"low", "high"} <= set(dist) or not dist["low"] < dist["high"]:
-            raise bad(f"search.{key}", "needs a RunConfig field with low < high", f"search.{key}")
-    return next(iter(search)), []
+        return axis, checks.numbers(raw.get("values"), "values", bad)
+    search = checks.search_space(raw.get("search", {}), RUN_FIELDS, bad)
+    return next(iter(search)), ()
 
 
 def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
-    """One ``[budget.<name>]`` table: a known budget name, known keys, positive counts, a metric preset name."""
+    """One ``[budget.<name>]`` table: a known budget name, known keys, positive counts, a known metric preset and
+    valid metric settings (bench.sweep.checks)."""
     table = f"budget.{name}"
     if name not in BUDGETS:
         raise bad(table, f"unknown budget; expected {', '.join(BUDGETS)}")
@@ -250,12 +249,15 @@ def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
         if key not in BUDGET_KEYS:
             raise bad(f"{table}.{key}", f"unknown key; expected {', '.join(sorted(BUDGET_KEYS))}", table)
     for key in ("epochs", "seeds") + (("n_trials",) if kind == "tune" else ()):
-        if not isinstance(b.get(key), int) or isinstance(b.get(key), bool) or b[key] < 1:
+        if not checks.is_count(b.get(key)):
             raise bad(f"{table}.{key}", f"must be a positive integer, got {b.get(key)!r}", table)
-    if not isinstance(b.get("metrics"), str):
-        raise bad(f"{table}.metrics", "must name a metric preset (smoke, default, full)", table)
-    if "values" in b and (not isinstance(b["values"], list) or not b["values"]):
-        raise bad(f"{table}.values", "must be a non-empty list", table)
+    for key in ("train_size", "val_size"):
+        if key in b and not checks.is_count(b[key]):
+            raise bad(f"{table}.{key}", f"must be a positive integer, got {b[key]!r}", table)
+    settings = checks.metric_settings(b, table, bad)
+    for key in checks.table(b.get("set", {}), f"{table}.set", bad):
+        if key not in RUN_FIELDS or key in ("model", "seed", "dataset", "data_dir"):
+            raise bad(f"{table}.set.{key}", "not a settable RunConfig field", table)
     return Budget(
         name,
         b["epochs"],
@@ -263,16 +265,16 @@ def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
         b["metrics"],
         b.get("train_size"),
         b.get("val_size"),
-        dict(b.get("metric_settings", {})),
-        tuple(b["values"]) if "values" in b else None,
+        settings,
+        checks.numbers(b["values"], f"{table}.values", bad, table) if "values" in b else None,
         b.get("n_trials"),
         dict(b.get("set", {})),
     )
 
 
 def validate_spec(spec: Spec, text: str = "") -> None:
-    """Every budget's points have distinct labels and every trial's RunConfig is valid (a tuning sweep's searched
-    fields at their lower bounds). ``text``: the spec's TOML, to name the line of a bad key."""
+    """Every budget's points have distinct labels and every trial's RunConfig is valid, memory included (a tuning
+    sweep's searched fields at their lower bounds). ``text``: the spec's TOML, to name the line of a bad key."""
     for budget in spec.budgets.values():
         labels = [p.label for p in spec.points(budget)]
         if len(set(labels)) != len(labels):
@@ -282,4 +284,6 @@ def validate_spec(spec: Spec, text: str = "") -> None:
             try:
                 spec.config(point, budget, 0, extra=spec.search_lows()).validate()
             except ConfigError as exc:
-                raise BenchError(f"{spec.path}: budget.{budget.name}, {point.label}: {exc}") from None
+                key = checks.config_source(spec, budget, point, str(exc))
+                table = key.rsplit(".", 1)[0].removesuffix(".set") if "." in key else ""
+                raise _error(spec.path, text, key, f"{exc} ({point.label}, budget {budget.name})", table) from None

@@ -1,34 +1,42 @@
-"""The Optuna study of a sweep and its trial bookkeeping, all in trial user attributes (``lae:*``).
+"""The Optuna study of a sweep and its trial bookkeeping, all in user attributes (``lae:*``).
 
-Study name: ``<sweep>.<budget>.<dataset>``. A grid sweep samples {point} x {seed} with GridSampler, so each point and
-seed runs once; a tuning sweep uses TPE and a median pruner fed the validation loss (nats per image) every epoch.
+Study name: ``<sweep>.<budget>.<dataset>``. A grid sweep's trials are {point} x {seed}: the workers enqueue the
+unfinished grid points themselves (bench.sweep.worker), so the grid follows the results store as well as the study;
+``GridSampler`` only serves a trial asked while the queue is empty. A tuning sweep uses TPE and a median pruner fed
+the validation loss (nats per image) every epoch.
 
-Resume: every running trial records its host, pid and worker and beats a heartbeat (``lae:heartbeat``, Unix seconds,
-every ``LAE_BENCH_HEARTBEAT_S``, default 20). A RUNNING trial whose process is gone (same host, pid not alive) or
-whose heartbeat is older than ``LAE_BENCH_GRACE_S`` (default 300) is *stale*: its params are enqueued again and it is
-marked FAIL (``lae:stale``). A trial whose params are already done, or running in an older live trial, is a
-*duplicate* (GridSampler can hand out the same point to two workers in a race): it is marked FAIL (``lae:duplicate``)
-without training. A failed trial's reason is ``lae:final``: a recorded failure is final. Grid bookkeeping is by
-params, so nothing completed is run twice and nothing is lost.
+Who runs a trial: right after ``study.ask()`` and before any parameter is suggested, the worker *claims* the trial:
+``lae:host``, ``lae:start`` (the process's start tick), ``lae:worker``, ``lae:heartbeat`` (Unix seconds, beaten every
+``LAE_BENCH_HEARTBEAT_S``, default 20) and, last, ``lae:pid``. A trial without ``lae:pid`` is *unclaimed*. While a
+worker is between ``ask()`` and its claim it holds a study user attribute ``lae:asking:<host>:<pid>`` (None
+otherwise).
 
-Optuna's own heartbeat is not used: it exists only on RDBStorage and only inside ``study.optimize`` (``study.ask``
-warns when it is on, and a heartbeat cannot be recorded for an asked trial through the public API);
-``fail_stale_trials`` fails a trial before its callback runs, so the trial could no longer take ``lae:stale``; and the
-dead-pid check is needed on every storage anyway. JournalStorage has no heartbeat (Optuna 5.0)."""
+Stale: a claimed RUNNING trial whose process is gone (same host: pid dead, a zombie, or reused by a later process)
+or, on another host, whose heartbeat is older than ``LAE_BENCH_GRACE_S`` (default 300); and an unclaimed RUNNING
+trial while no live worker is asking (read in the order trials, askers, trials again, no race can hide a live
+asker), or older than the grace period. A stale trial is marked FAIL (``lae:stale``) and its params are enqueued again
+(``lae:rerun_of``) unless the store already holds their row. So a kill at any moment, even inside ``ask()``, is seen
+at once by the next run. A *duplicate* (the same params done, or running in another live trial) is marked FAIL
+(``lae:duplicate``) without training; a failed trial's reason is ``lae:final``: a recorded failure is final.
+
+Optuna's own heartbeat is not used: it exists only on RDBStorage and only inside ``study.optimize``, and the dead-pid
+check is needed on every storage anyway. JournalStorage has no heartbeat (Optuna 5.0)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
+from typing import NamedTuple
 
+from bench.sweep import liveness
 from bench.sweep.spec import Spec
 
-HOST, PID, WORKER, HEARTBEAT = "lae:host", "lae:pid", "lae:worker", "lae:heartbeat"
+HOST, PID, START, WORKER, HEARTBEAT = "lae:host", "lae:pid", "lae:start", "lae:worker", "lae:heartbeat"
 STALE, DUPLICATE, FINAL, RERUN_OF = "lae:stale", "lae:duplicate", "lae:final", "lae:rerun_of"
+ASKING = "lae:asking:"  # study user attribute prefix: + "<host>:<pid>"
 
 
 def heartbeat_seconds() -> float:
@@ -87,66 +95,111 @@ def create_study(spec: Spec, budget: str, dataset: str, storage, worker: int = 0
     )
 
 
+@contextlib.contextmanager
+def asking(study):
+    """Mark this process as between ``study.ask()`` and its claim (study user attribute ``lae:asking:<host>:<pid>``)
+    for the duration of the block."""
+    me = liveness.identity()
+    key = f"{ASKING}{me['host']}:{me['pid']}"
+    study.set_user_attr(key, {**me, "since": time.time()})
+    try:
+        yield
+    finally:
+        study.set_user_attr(key, None)
+
+
 def claim(trial, worker: int) -> None:
-    """Record who runs ``trial`` (host, pid, worker) and its first heartbeat."""
-    for name, value in ((HOST, socket.gethostname()), (PID, os.getpid()), (HEARTBEAT, time.time()), (WORKER, worker)):
+    """Record who runs ``trial`` (host, start tick, worker, first heartbeat, then the pid that makes it claimed)."""
+    me = liveness.identity()
+    attrs = ((HOST, me["host"]), (START, me["start"]), (WORKER, worker), (HEARTBEAT, time.time()), (PID, me["pid"]))
+    for name, value in attrs:
         trial.set_user_attr(name, value)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _asker_alive(value) -> bool:
+    if not isinstance(value, dict):
+        return False  # None: not asking
+    if value.get("host") == liveness.HOSTNAME:
+        return liveness.alive(value.get("pid"), value.get("start"))
+    return time.time() - float(value.get("since", 0)) < grace_seconds()
 
 
 def is_stale(trial) -> bool:
-    """A RUNNING trial whose worker is gone: same host and dead pid, or no heartbeat for grace_seconds()."""
+    """A claimed RUNNING trial whose process is gone (this host) or silent for grace_seconds() (another host)."""
     attrs = trial.user_attrs
-    if attrs.get(HOST) == socket.gethostname() and PID in attrs and not _pid_alive(attrs[PID]):
-        return True
+    if attrs.get(HOST) == liveness.HOSTNAME and PID in attrs:
+        return not liveness.alive(attrs[PID], attrs.get(START))
     beat = attrs.get(HEARTBEAT) or (trial.datetime_start.timestamp() if trial.datetime_start else None)
     return beat is not None and time.time() - beat > grace_seconds()
 
 
-def reap_stale(study) -> None:
-    """Enqueue the params of every stale RUNNING trial again, then mark it FAIL with ``lae:stale``."""
+def stale_trials(study) -> list:
+    """The stale RUNNING trials of ``study`` (claimed and dead, or unclaimed with no live asker; see above)."""
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale = [t for t in running if is_stale(t)]
+    seen = {t.number for t in stale}
+    unclaimed = {t.number for t in running if PID not in t.user_attrs and t.number not in seen}
+    if unclaimed and not any(_asker_alive(v) for k, v in study.user_attrs.items() if k.startswith(ASKING)):
+        again = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        stale += [t for t in again if t.number in unclaimed and PID not in t.user_attrs]
+    return stale
+
+
+def reap_stale(study, done: set | frozenset = frozenset()) -> int:
+    """Mark every stale RUNNING trial FAIL with ``lae:stale`` and enqueue its params again (unless they are in
+    ``done``: their row is stored). Returns the trials reaped here."""
     import optuna
     from optuna.trial import TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(t):
-            continue
-        study.enqueue_trial(t.params, user_attrs={RERUN_OF: t.number})
+    reaped = 0
+    for t in stale_trials(study):
+        attrs = t.user_attrs
+        why = (
+            "worker died before claiming the trial"
+            if PID not in attrs
+            else "worker process gone"
+            if attrs.get(HOST) == liveness.HOSTNAME
+            else f"no heartbeat for {grace_seconds():.0f} s"
+        )
         try:
             # The one private call: Optuna's public API sets attributes only on a trial this process asked for
             # (Trial.set_user_attr), and the stale trial belongs to a dead process; a finished trial takes none.
-            study._storage.set_trial_user_attr(t._trial_id, STALE, "worker died (stale heartbeat)")
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-            pass  # another worker reaped it first
+            study._storage.set_trial_user_attr(t._trial_id, STALE, why)
+            study.tell(t.number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            continue  # another worker reaped it first, and enqueued its rerun
+        reaped += 1
+        if t.params and params_key(t.params) not in done:
+            study.enqueue_trial(t.params, user_attrs={RERUN_OF: t.number})
+    return reaped
 
 
-def classify(study) -> tuple[set, dict, int, list]:
-    """-> (done params keys, {live running params key: oldest trial number}, number of waiting trials, the finished
-    trials that count: complete, pruned, or failed for good (``lae:final``))."""
+class Census(NamedTuple):
+    """The study's trials by bookkeeping kind."""
+
+    done: set  # params keys of finished trials: complete, pruned, or failed for good (lae:final)
+    finished: list  # those trials
+    live: dict  # params key -> numbers of the RUNNING trials with those params whose worker is not known dead
+    waiting: int  # enqueued trials not yet asked for
+
+
+def census(study) -> Census:
     from optuna.trial import TrialState
 
-    done, live, waiting, finished = set(), {}, 0, []
+    done, finished, live, waiting = set(), [], {}, 0
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.WAITING:
             waiting += 1
-        elif t.state == TrialState.RUNNING and t.params:
-            live.setdefault(params_key(t.params), t.number)
+        elif t.state == TrialState.RUNNING and t.params and not is_stale(t):
+            live.setdefault(params_key(t.params), []).append(t.number)
         elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
             t.state == TrialState.FAIL and FINAL in t.user_attrs
         ):
             done.add(params_key(t.params))
             finished.append(t)
-    return done, live, waiting, finished
+    return Census(done, finished, live, waiting)
 
 
 def count_trials(study) -> dict:

@@ -1,6 +1,7 @@
 """One trial: train (``lae.train.fit``), measure (``bench.metrics.compute_metrics``) and build its results-store row
 (columns: docs/sweeps.md, "The results store"). Divergence and other trial errors become status 'fail' with the
-reason; a tuning sweep's pruned trial becomes 'pruned'."""
+reason; a tuning sweep's pruned trial becomes 'pruned'. Warnings raised while the trial runs are recorded in the
+row's ``warnings`` column (and its progress line), not printed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import os
 import socket
 import time
+import warnings
 
 from bench.errors import BenchError
 from bench.registry import EVAL_METRICS
@@ -61,20 +63,23 @@ def run_trial(
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (validation loss {val:.2f} nats)")
 
     start = time.perf_counter()
-    try:
-        result = fit(config, dataset, on_epoch=on_epoch)
-        value = result.val_loss[-1]
-        gen = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET)
-        t0 = time.perf_counter()
-        metrics = compute_metrics(result.model, config, dataset, settings=settings, generator=gen, progress=False)
-        row.update({k: float(v) for k, v in metrics.items()})
-        row["eval_seconds"] = float(metrics.get("eval_seconds", time.perf_counter() - t0))
-    except optuna.TrialPruned as exc:
-        status, error = "pruned", str(exc)
-    except DivergenceError as exc:
-        status, error = "fail", f"diverged: {exc}"
-    except Exception as exc:  # one failed trial must not stop the sweep
-        status, error = "fail", _reason(exc)
+    with warnings.catch_warnings(record=True) as seen:  # a trial's warnings go to its row, not to stderr
+        warnings.simplefilter("always")
+        try:
+            result = fit(config, dataset, on_epoch=on_epoch)
+            value = result.val_loss[-1]
+            gen = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET)
+            t0 = time.perf_counter()
+            metrics = compute_metrics(result.model, config, dataset, settings=settings, generator=gen, progress=False)
+            row.update({k: float(v) for k, v in metrics.items()})
+            row["eval_seconds"] = float(metrics.get("eval_seconds", time.perf_counter() - t0))
+        except optuna.TrialPruned as exc:
+            status, error = "pruned", str(exc)
+        except DivergenceError as exc:
+            status, error = "fail", f"diverged: {exc}"
+        except Exception as exc:  # one failed trial must not stop the sweep
+            status, error = "fail", _reason(exc)
+    texts = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in seen))
     train_seconds = result.seconds if result is not None else time.perf_counter() - start
     cfg = config.to_dict()
     cfg.pop("data_dir")
@@ -93,6 +98,7 @@ def run_trial(
         likelihood=config.likelihood,
         status=status,
         error=error,
+        warnings="; ".join(texts) or None,
         val_loss=float(result.val_loss[-1]) if result is not None else last_val,
         train_loss=float(result.train_loss[-1]) if result is not None and result.train_loss else math.nan,
         mh_accept=float(result.accept[-1]) if result is not None and result.accept else math.nan,

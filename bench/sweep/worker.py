@@ -1,14 +1,30 @@
-"""One worker process: ask, train, measure, record, tell, until the study has nothing left (``run_worker``)."""
+"""One worker process: pick, ask, claim, train, measure, record, tell, until the study has nothing left
+(``run_worker``).
+
+A grid worker enqueues one unfinished grid point (chosen at random among those no live trial holds, so workers spread
+out) whenever the queue is empty, then asks for a trial and claims it at once (bench.sweep.study). After the params
+are suggested it checks them: a point already done or held by any other live trial is a duplicate, failed without
+training. Two workers that picked the same point both write its params before checking, so at most one of them can
+miss the other: never both train it (both may yield; a random pause then lets one go first). The row is written before
+Optuna is told, so a kill between the two loses nothing and the point is not run again (its row counts). When nothing
+is left but trials that other live workers run, the worker waits for them, and takes over any whose worker dies."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import random
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.results import store
+from bench.sweep.ledger import Ledger
+from bench.sweep.liveness import HOSTNAME, remove_orphaned_temp_rows
 from bench.sweep.spec import Spec, load_spec
 from bench.sweep.storage import open_storage
-from bench.sweep.study import DUPLICATE, FINAL, Heartbeat, claim, classify, create_study, params_key, reap_stale
+from bench.sweep.study import DUPLICATE, FINAL, Heartbeat, asking, claim, create_study, params_key, reap_stale
 from bench.sweep.trial import metric_settings, run_trial
 
 
@@ -27,6 +43,11 @@ class Job:
     progress: bool = True  # print one line per finished trial
 
 
+def poll_seconds() -> float:
+    """How often a worker with nothing left to start looks again at the trials other workers run."""
+    return min(1.0, float(os.environ.get("LAE_BENCH_HEARTBEAT_S", 20)))
+
+
 def run_worker(job: Job) -> int:
     """Run trials until every grid point (or n_trials of a tuning sweep) is done. Returns the trials run here."""
     import optuna
@@ -37,31 +58,38 @@ def run_worker(job: Job) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(job.threads)
-    spec, storage = load_spec(job.spec_path), open_storage(job.storage_url)
+    spec, storage = load_spec(job.spec_path), open_storage(job.storage_url)  # a torn journal: repaired here
+    remove_orphaned_temp_rows(Path(job.results))  # what killed writers left
     budget = spec.budget(job.budget)
     study = create_study(spec, job.budget, job.dataset, storage, job.worker)
+    ledger = Ledger(spec, budget, study, job.results)
     points = {p.label: p for p in spec.points(budget)}
-    grid = [params_key({"point": p, "seed": s}) for p in points for s in budget.seeds]
-    total = len(grid) if spec.kind == "grid" else budget.n_trials
     settings = metric_settings(budget)
+    rng = random.Random(f"{HOSTNAME}:{os.getpid()}:{time.time()}")
     datasets: dict = {}
     n_run = 0
     while True:
-        reap_stale(study)
-        done, live, waiting, finished = classify(study)
-        if spec.kind == "grid":
-            remaining = [k for k in grid if k not in done and k not in live]
-        else:
-            remaining = range(max(0, budget.n_trials - len(finished) - len(live)))
-        if not remaining and not waiting:
-            return n_run
-        trial = study.ask()
+        reap_stale(study, ledger.stored())
+        now = ledger.standing()
+        if not now.remaining and not now.waiting:
+            if not now.live:
+                return n_run
+            time.sleep(poll_seconds())  # other workers' trials: wait, and take over any whose worker dies
+            continue
+        if spec.kind == "grid" and now.remaining and not now.waiting:
+            study.enqueue_trial(json.loads(rng.choice(now.remaining)))
+        with asking(study):
+            trial = study.ask()
+            claim(trial, job.worker)
         params = _suggest(trial, spec, list(points), budget.seeds)
-        if _is_duplicate(study, trial, params_key(params), grid if spec.kind == "grid" else None):
+        key, now = params_key(params), ledger.standing()
+        rivals = [n for n in now.live.get(key, []) if n != trial.number]
+        if key in now.done or rivals or (spec.kind == "grid" and key not in ledger.grid):
             trial.set_user_attr(DUPLICATE, "params done or running elsewhere")
             study.tell(trial, state=TrialState.FAIL)
+            if rivals:
+                time.sleep(rng.uniform(0.0, 0.5))
             continue
-        claim(trial, job.worker)
         if spec.kind == "grid":
             point, seed, extra = points[params["point"]], params["seed"], {}
         else:
@@ -74,7 +102,7 @@ def run_worker(job: Job) -> int:
             row, value = run_trial(
                 spec, budget, point, config, datasets[data_key], settings, trial, job.storage_url, job.worker
             )
-        store.write_row(job.results, row)  # the row first: a kill before tell() reruns the trial, never loses it
+        store.write_row(job.results, row)  # the row first: a kill before tell() loses nothing (the row counts)
         if row["status"] == "complete":
             study.tell(trial, value)
         elif row["status"] == "pruned":
@@ -84,8 +112,8 @@ def run_worker(job: Job) -> int:
             study.tell(trial, state=TrialState.FAIL)
         n_run += 1
         if job.progress:
-            n_done = len(classify(study)[3])
-            print(progress_line(spec, row, n_done, total, job.worker), flush=True)
+            now = ledger.standing()
+            print(progress_line(spec, row, now.n_done, now.total, job.worker), flush=True)
 
 
 def _suggest(trial, spec: Spec, points: list[str], seeds: tuple[int, ...]) -> dict:
@@ -101,21 +129,15 @@ def _suggest(trial, spec: Spec, points: list[str], seeds: tuple[int, ...]) -> di
     }
 
 
-def _is_duplicate(study, trial, key: str, grid: list[str] | None) -> bool:
-    """The params ``key`` are already done, or running in an older live trial, or (grid sweeps) not on the grid."""
-    done, live, _, _ = classify(study)
-    older = live.get(key)
-    return key in done or (older is not None and older < trial.number) or (grid is not None and key not in grid)
-
-
 def progress_line(spec: Spec, row: dict, n_done: int, total: int, worker: int) -> str:
     """``[<sweep> <done>/<total>] <point> seed=<seed>: <status>, val ... nats, test log-lik (AIS) ..., times``."""
     what = row["point"] if spec.kind == "grid" else f"{spec.axis}={row['axis_value']:.3g}"
     head = f"[{spec.name} {n_done}/{total}] {what} seed={row['seed']}: {row['status']}"
+    tail = f" (worker {worker})" + (f"; {row['warnings']}" if row.get("warnings") else "")
     if row["status"] == "fail":
-        return f"{head} ({row['error']}) (worker {worker})"
+        return f"{head} ({row['error']}){tail}"
     ll = row.get("test_loglik_ais", math.nan)
     return (
         f"{head}, val {row['val_loss']:.2f} nats, test log-lik (AIS) {ll:.2f}, "
-        f"{row['train_seconds']:.1f} s train + {row.get('eval_seconds', math.nan):.1f} s eval (worker {worker})"
+        f"{row['train_seconds']:.1f} s train + {row.get('eval_seconds', math.nan):.1f} s eval{tail}"
     )

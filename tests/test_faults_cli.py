@@ -1,0 +1,101 @@
+"""Every bad input of a sweep is one line on stderr and exit status 2, before anything trains or is written: spec
+values (metric settings, memory, types, ranges; each naming the spec file and key), storages, output paths. (More
+spec and option cases: tests/test_sweep.py; train and evaluate: tests/test_errors.py.) Each case runs the CLI in
+its own process, forked from one that imported it once (conftest.forked_cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_BUDGET, TINY_SPEC
+
+TUNE_SPEC = """
+description = "a tiny tuning sweep"
+kind = "tune"
+dataset = "digits"
+[search.step_size]
+low = 1e-6
+high = 1e-2
+log = true
+[pruner]
+n_startup_trials = 2
+[[models]]
+model = "lae"
+[budget.smoke]
+epochs = 1
+seeds = 1
+n_trials = 2
+metrics = "smoke"
+[budget.default]
+epochs = 1
+seeds = 1
+n_trials = 2
+metrics = "smoke"
+[budget.full]
+epochs = 1
+seeds = 1
+n_trials = 2
+metrics = "smoke"
+"""
+
+# (spec edit: old, new), the fragments the one line must hold
+SPEC_CASES = {
+    "subset nan": (("subset = 50", "subset = nan"), ["budget.smoke.metric_settings", "subset", "nan"]),
+    "subset negative": (("subset = 50", "subset = -5"), ["budget.smoke.metric_settings", "subset", "-5"]),
+    "unknown metric setting": (("subset = 50", "subsett = 50"), ["budget.smoke.metric_settings.subsett"]),
+    "attack radius out of range": (("subset = 50", "subset = 50, adv_eps = [2.0]"), ["adv_eps", "(0, 1]"]),
+    "unknown metrics preset": (('metrics = "smoke"', 'metrics = "huge"'), ["budget.smoke.metrics", "'huge'"]),
+    "latent_dim too large for memory": (("latent_dim = 4", "latent_dim = 1000000000"), ["fixed.latent_dim", "memory"]),
+    "values not numbers": (("values = [0.0001, 0.001]", 'values = ["a", "b"]'), ["values", "finite numbers"]),
+    "negative train_size": (("train_size = 300", "train_size = -3"), ["budget.smoke.train_size", "-3"]),
+    "set not a table": (('model = "vae"', 'model = "vae"\nset = 3'), ["models[1].set", "table"]),
+    "unknown model family": (('model = "vae"', 'model = "vea"'), ["models[1].model", "'vea'"]),
+    "mh not a boolean": (("mh = true", 'mh = "yes"'), ["fixed.mh", "'yes'"]),
+    "negative lr": (("n_steps = 2", "n_steps = 2\nlr = -1.0"), ["fixed.lr", "-1.0"]),
+    "sampler_seed not an integer": (('dataset = "digits"', 'dataset = "digits"\nsampler_seed = "x"'), ["sampler_seed"]),
+    "tune: low above high": (("low = 1e-6", "low = 1.0"), ["search.step_size", "low < high"]),
+    "tune: unknown pruner argument": (("n_startup_trials = 2", "n_startup_trials = 2\nwarmup = 3"), ["pruner"]),
+}
+
+
+def _spec(tmp_path: Path, case: str) -> Path:
+    path = tmp_path / "sweeps" / "bad.toml"
+    path.parent.mkdir(exist_ok=True)
+    if case.startswith("tune:"):
+        text = TUNE_SPEC
+    else:
+        budget = TINY_BUDGET.format(train_size=300, epochs=1, seeds=1)
+        text = TINY_SPEC.format(values=[1e-4, 1e-3], mh="true", budget=budget)
+    if case in SPEC_CASES:
+        old, new = SPEC_CASES[case][0]
+        assert old in text, case
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    return path
+
+
+CLI_CASES = {
+    "unreachable PostgreSQL": (["--storage", "postgresql://lae:s3cretPW@127.0.0.1:9/nowhere"], ["cannot open storage"]),
+    "journal under a file": (["--storage", "journal:{file}/x.journal"], ["cannot open storage"]),
+    "results under a file": (["--results", "{file}/r"], ["cannot write results", "Not a directory"]),
+    "zero threads": (["--threads", "0"], ["--threads"]),
+    "negative workers": (["--workers", "-1"], ["--workers"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SPEC_CASES) + list(CLI_CASES))
+def test_every_bad_input_is_one_line_and_exit_status_2(tmp_path, case, forked_cli):
+    spec = _spec(tmp_path, case)
+    file = tmp_path / "a-file"
+    file.write_text("")
+    options = [o.format(file=file) for o in CLI_CASES[case][0]] if case in CLI_CASES else []
+    if "--results" not in options:
+        options += ["--results", str(tmp_path / "r")]
+    run = forked_cli("sweep", spec, *options, "--no-leaderboard")
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert run.returncode == 2 and "Traceback" not in run.stderr and len(lines) == 1, run.stderr
+    expected = SPEC_CASES[case][1] + [str(spec)] if case in SPEC_CASES else CLI_CASES[case][1]
+    assert lines[0].startswith("error: ") and all(text in lines[0] for text in expected), lines[0]
+    assert "s3cretPW" not in run.stderr + run.stdout
+    assert not (tmp_path / "r" / "parquet").exists() and not run.stdout  # nothing trained, nothing written
