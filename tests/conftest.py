@@ -14,6 +14,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,13 @@ def bench_popen(*args, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
+
+
+def terminal_sigint() -> None:
+    """Popen(preexec_fn=...): Ctrl-C as in a terminal. A job started in the background by a non-interactive shell (a CI
+    script's `cmd &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt; the tests that
+    press Ctrl-C restore the default first."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):

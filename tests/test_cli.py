@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from conftest import terminal_sigint
 
 from lae.config import RunConfig
 
@@ -95,7 +96,10 @@ def test_ctrl_c_says_what_happened_and_saves_nothing(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--dataset", "digits", "--hidden", "64", "--batch-size", "50", "--epochs", "100000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", *args, "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.PIPE
+        [sys.executable, "-m", "bench", *args, "--out", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=terminal_sigint,
     )
     seen = b""
     while b"epoch 1/100000" not in seen:  # the progress bar (stderr): training has started

@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import ROOT, bench_cli
+from conftest import ROOT, bench_cli, terminal_sigint
 
 from bench.results import store
 
@@ -64,6 +64,7 @@ def test_headless_chromium_shows_a_published_study(tmp_path):
         [sys.executable, "-m", "bench", "dashboard", "ald_stepsize", "--port", "0"],
         cwd=ROOT,
         env=env,
+        preexec_fn=terminal_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
