@@ -1,9 +1,12 @@
-"""Errors the CLI turns into one line on stderr and a non-zero exit (never a traceback), and the one-line naming of
-an unexpected failure's cause (``describe``: disk full, storage unreachable, ...)."""
+"""Errors the CLI turns into one line on stderr and a non-zero exit (never a traceback), the one-line naming of
+an unexpected failure's cause (``describe``: disk full, storage unreachable, ...), and the check that refuses an
+unwritable output path before any work (``check_output``)."""
 
 from __future__ import annotations
 
 import errno
+import tempfile
+from pathlib import Path
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _UNREACHABLE = ("Operational", "Interface", "Connection", "Timeout")  # exception class names of a lost server
@@ -48,3 +51,22 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}{f': {exc.filename}' if exc.filename else ''}"
     return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def check_output(path: Path, option: str, directory: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written: `path` (a directory when `directory`, else a
+    file) must not exist as the other kind, and the directory that will hold it (or its nearest existing ancestor,
+    created later) must take a new file. BenchError (one line) otherwise; nothing is created."""
+    if path.exists() and path.is_dir() != directory:
+        kind, need = ("a file", "a directory") if directory else ("a directory", "a file path")
+        raise BenchError(f"{option} {path} is {kind}; need {need}")
+    target = path if directory else path.parent
+    probe = target.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BenchError(f"{option} {path}: {probe} is a file, not a directory")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise BenchError(f"{option} {path}: cannot write in {probe} ({exc.strerror})") from None

@@ -24,8 +24,7 @@ import math
 import warnings
 from pathlib import Path
 
-from bench.commands.train import check_output
-from bench.errors import BenchError
+from bench.errors import BenchError, check_output
 
 ATTRS = ("point", "model", "mh_accept", "train_loss", "train_seconds", "epochs_run", "error", "git_commit")
 

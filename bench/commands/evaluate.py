@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.commands.train import check_output
-from bench.errors import BenchError
+from bench.errors import BenchError, check_output
 from bench.metrics import GROUPS, METRICS, MetricSettings
 from lae.config import DEVICES
 from lae.utils import atomic_write_text, model_device

@@ -13,7 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.commands.train import check_output
 from lae.config import DEVICES
 
 
@@ -32,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
+    from bench.errors import BenchError, check_output
     from bench.results.pictures import draw_all
     from lae import data as data_lib
     from lae.train import load_checkpoint

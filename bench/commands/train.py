@@ -7,13 +7,12 @@ import argparse
 import dataclasses
 import json
 import math
-import tempfile
 import time
 import types
 import typing
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, check_output
 from lae.config import RunConfig
 
 
@@ -46,25 +45,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: RunConfig | 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The validated RunConfig of parsed options (ConfigError: one line, exit status 2)."""
     return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}).validate()
-
-
-def check_output(path: Path, option: str, directory: bool) -> None:
-    """Refuse, before any work, an output path that cannot be written: `path` (a directory when `directory`, else a
-    file) must not exist as the other kind, and the directory that will hold it (or its nearest existing ancestor,
-    created later) must take a new file. BenchError (one line) otherwise; nothing is created."""
-    if path.exists() and path.is_dir() != directory:
-        kind, need = ("a file", "a directory") if directory else ("a directory", "a file path")
-        raise BenchError(f"{option} {path} is {kind}; need {need}")
-    target = path if directory else path.parent
-    probe = target.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BenchError(f"{option} {path}: {probe} is a file, not a directory")
-    try:
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as exc:
-        raise BenchError(f"{option} {path}: cannot write in {probe} ({exc.strerror})") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
