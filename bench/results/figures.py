@@ -15,7 +15,8 @@ from bench.registry import METRICS
 from lae.utils import atomic_path
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,11 +25,20 @@ def _plt():
     return plt
 
 
+def save_png(fig, path: Path, **savefig) -> Path:
+    """Write `fig` to `path` as a PNG atomically (lae.utils.atomic_path), then close it. The temporary name ends in
+    .tmp, so the format is given, not inferred. savefig: more savefig arguments (dpi, metadata)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **savefig)
+    pyplot().close(fig)
+    return path
+
+
 def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     """One figure per metric of the leaderboard `table` (columns ``<metric>_mean``, ``_ci95``, rows as
     ``summarize`` makes them) with finite values; `rows` are the study's trials. Returns the paths written
     (atomically)."""
-    plt = _plt()
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     axis = rows["axis"].iloc[0]
     tune = "point" not in rows["params"].iloc[0]
@@ -80,9 +90,5 @@ def plot_sweep(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out / f"{metric}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")  # the temporary name ends in .tmp: the format cannot be inferred
-        plt.close(fig)
-        written.append(path)
+        written.append(save_png(fig, out / f"{metric}.png"))
     return written

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from lae.utils import atomic_path, model_device
+from bench.results.figures import pyplot, save_png
+from lae.utils import model_device
 
 SAMPLE_GRID = 10  # samples.png: 10 x 10 prior samples
 RECON_PAIRS, RECON_COLS = 4, 10  # reconstructions.png: 4 pairs of rows of 10 (40 test images)
@@ -34,15 +35,6 @@ MIN_CELL = 28  # a cell is at least this many PNG pixels wide: 8x8 digits are dr
 GAP = 1  # image pixels between cells
 DPI = 100
 METADATA = {"Software": None}  # no matplotlib version in the file: deterministic bytes
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def image_side(n_pixels: int) -> int:
@@ -65,10 +57,7 @@ def grid_pixels(rows: int, cols: int, side: int) -> tuple[int, int]:
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata=METADATA)
-    _plt().close(fig)
-    return path
+    return save_png(fig, path, dpi=DPI, metadata=METADATA)
 
 
 def save_grid(images: np.ndarray, path: Path) -> Path:
@@ -81,7 +70,7 @@ def save_grid(images: np.ndarray, path: Path) -> Path:
             top, left = GAP + r * (side + GAP), GAP + c * (side + GAP)
             canvas[top : top + side, left : left + side] = np.clip(images[r, c], 0.0, 1.0)
     canvas = np.repeat(np.repeat(canvas, k, axis=0), k, axis=1)
-    plt = _plt()
+    plt = pyplot()
     fig = plt.figure(figsize=(canvas.shape[1] / DPI, canvas.shape[0] / DPI), dpi=DPI)
     fig.figimage(canvas, cmap="gray", vmin=0.0, vmax=1.0, origin="upper", resize=False)
     return _save(fig, path)
@@ -144,7 +133,7 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray, title: str, path: Path, se
         xy, frac = pca_2d(z)
         names = tuple(f"PC{i + 1} ({100 * f:.0f}% of variance)" for i, f in enumerate(frac))
         title = f"{title}: test codes, PCA of D = {d} to 2-D"
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(SCATTER_PIXELS[0] / DPI, SCATTER_PIXELS[1] / DPI), dpi=DPI)
     cmap, size = plt.get_cmap("tab10"), float(np.clip(10_000 / len(z), 2, 16))  # marker area: fewer points, larger
     for label in np.unique(labels):
