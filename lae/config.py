@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from lae.data import DATASETS, PREPROCESSING
 from lae.families import FAMILIES
 from lae.models import ModelConfig
+from lae.nets import ARCHITECTURES
 
-MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae
+MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow
 OPTIMIZERS = ("adam", "sgd")
+LOGISTIC_SCALES = ("pixel", "shared")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_PIXELS = 784  # the largest images of DATASETS (28 x 28): the memory estimate assumes them
 MAX_SEED = 2**32 - 1
@@ -46,6 +48,12 @@ class RunConfig:
         "dynamic/static binarization (Bernoulli likelihood) or 8bit (discretized logistic)",
         choices=PREPROCESSING,
     )
+    logistic_scale: str = _doc(
+        "pixel",
+        "8bit: a learned log-scale per pixel, or one shared scale softplus(tau)^-1/2 (the official LAE code's)",
+        choices=LOGISTIC_SCALES,
+    )
+    architecture: str = _doc("mlp", "networks (lae.nets.ARCHITECTURES; layernorm: the official code's)", ARCHITECTURES)
     latent_dim: int = _doc(16, "latent dimension D")
     encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)")
     decoder_depth: int | None = _doc(None, "hidden layers of the decoder (default: mirror the encoder)")
@@ -76,7 +84,9 @@ class RunConfig:
 
     @property
     def likelihood(self) -> str:
-        return "logistic" if self.preprocessing == "8bit" else "bernoulli"
+        if self.preprocessing != "8bit":
+            return "bernoulli"
+        return "logistic_shared" if self.logistic_scale == "shared" else "logistic"
 
     @property
     def dec_depth(self) -> int:
@@ -105,11 +115,15 @@ class RunConfig:
             ("model", MODELS),
             ("dataset", DATASETS),
             ("preprocessing", PREPROCESSING),
+            ("logistic_scale", LOGISTIC_SCALES),
+            ("architecture", ARCHITECTURES),
             ("optimizer", OPTIMIZERS),
             ("device", DEVICES),
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        if self.logistic_scale != "pixel" and self.preprocessing != "8bit":
+            raise ConfigError(f"logistic_scale applies to 8bit preprocessing only; got {self.preprocessing!r}")
         positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
         for name in positive:
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
@@ -173,6 +187,7 @@ def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
         encoder_depth=run.encoder_depth,
         decoder_depth=run.dec_depth,
         hidden=run.hidden,
+        architecture=run.architecture,
         likelihood=run.likelihood,
         **options,
     )

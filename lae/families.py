@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from lae.flows import VAEFlow, VAEFlowConfig
 from lae.lae import LAE, LAEConfig
 from lae.models import LatentModel, ModelConfig
 from lae.vae import IWAE, LVAE, VAE, IWAEConfig, LVAEConfig, VAEConfig
@@ -26,6 +27,7 @@ FAMILIES: dict[str, Family] = {
     "iwae": Family(IWAEConfig, IWAE),
     "lvae": Family(LVAEConfig, LVAE),
     "lae": Family(LAEConfig, LAE),
+    "vae_flow": Family(VAEFlowConfig, VAEFlow),
 }
 
 

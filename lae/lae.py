@@ -25,7 +25,7 @@ import torch
 
 from lae import adaptation, mala, proposals
 from lae.models import LatentModel, ModelConfig
-from lae.nets import mlp, trunk_dim
+from lae.nets import build_trunk, initialize
 
 PROPOSAL_SAMPLES = 32  # ALD posterior samples per image whose mean starts the IS proposal (lae.proposals.laplace)
 
@@ -52,11 +52,18 @@ class LAE(LatentModel):
 
     def __init__(self, config: LAEConfig):
         super().__init__(config)
-        p, h = config.n_pixels, config.hidden
-        self.trunk = mlp(p, h, config.encoder_depth, None)
-        self.n_features = trunk_dim(p, h, config.encoder_depth)
-        bound = 1.0 / math.sqrt(self.n_features)  # nn.Linear's default initialisation, per chain
-        phi = (torch.rand(config.n_chains, config.latent_dim, self.n_features) * 2 - 1) * bound
+        self.trunk, self.n_features = build_trunk(config)
+        initialize(self, config.architecture)
+        if config.architecture == "layernorm":  # orthogonal, as the official code's last encoder layer
+            phi = torch.stack(
+                [
+                    torch.nn.init.orthogonal_(torch.empty(config.latent_dim, self.n_features))
+                    for _ in range(config.n_chains)
+                ]
+            )
+        else:
+            bound = 1.0 / math.sqrt(self.n_features)  # nn.Linear's default initialisation, per chain
+            phi = (torch.rand(config.n_chains, config.latent_dim, self.n_features) * 2 - 1) * bound
         self.register_buffer("phi", phi)
         # The step size in use: config.step_size, or its adapted value when target_accept is set.
         self.register_buffer("log_step_size", torch.tensor(math.log(config.step_size)))

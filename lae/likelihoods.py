@@ -58,18 +58,33 @@ class Bernoulli(nn.Module):
 
 
 class DiscretizedLogistic(nn.Module):
-    """Per-pixel logistic with mean from the decoder and a learned per-pixel log-scale, integrated
-    over the 8-bit bin of x. x, mean: (..., P) in [0, 1]; returns (...) nats."""
+    """Per-pixel logistic with mean from the decoder, integrated over the 8-bit bin of x. x, mean: (..., P) in
+    [0, 1]; returns (...) nats.
+
+    The scale: scale="pixel" learns a log-scale per pixel (`log_scale`, (P,)); scale="shared" learns one scalar
+    `logit_tau` with scale softplus(tau)^-1/2 / 2, the official LAE code's parameterisation (its images live on
+    [-1, 1], twice our [0, 1]: the bin probabilities are the same)."""
 
     half_bin = 0.5 / 255.0
 
-    def __init__(self, n_pixels: int):
+    def __init__(self, n_pixels: int, scale: str = "pixel"):
         super().__init__()
-        self.log_scale = nn.Parameter(torch.full((n_pixels,), -2.0))
+        if scale == "pixel":
+            self.log_scale = nn.Parameter(torch.full((n_pixels,), -2.0))
+        elif scale == "shared":
+            self.logit_tau = nn.Parameter(torch.zeros(1))  # the official code's initial value
+        else:
+            raise ValueError(f"unknown logistic scale {scale!r}; choose pixel or shared")
+        self.scale = scale
+
+    def log_s(self) -> torch.Tensor:
+        """The log-scale on [0, 1]: (P,) or (1,)."""
+        if self.scale == "shared":
+            return math.log(0.5) - 0.5 * torch.log(F.softplus(self.logit_tau)).clamp(max=14.0)
+        return self.log_scale.clamp(min=-7.0)
 
     def forward(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        log_s = self.log_scale.clamp(min=-7.0)
-        inv_s = torch.exp(-log_s)
+        inv_s = torch.exp(-self.log_s())
         centered = x - mean
         plus = inv_s * (centered + self.half_bin)
         minus = inv_s * (centered - self.half_bin)
@@ -88,7 +103,7 @@ class DiscretizedLogistic(nn.Module):
     def sample(self, mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """x ~ p(x | mean): a logistic draw rounded to its 8-bit bin (the outer bins take the tails), (..., P)."""
         u = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype).clamp(1e-6, 1 - 1e-6)
-        y = mean + self.log_scale.clamp(min=-7.0).exp() * (u.log() - (-u).log1p())
+        y = mean + self.log_s().exp() * (u.log() - (-u).log1p())
         return (y * 255.0).round().clamp(0.0, 255.0) / 255.0
 
 
@@ -120,4 +135,6 @@ def make_likelihood(name: str, n_pixels: int, noise_std: float = 1.0) -> nn.Modu
         return Bernoulli()
     if name == "logistic":
         return DiscretizedLogistic(n_pixels)
-    raise ValueError(f"unknown likelihood {name!r}; choose bernoulli, logistic or gaussian")
+    if name == "logistic_shared":
+        return DiscretizedLogistic(n_pixels, scale="shared")
+    raise ValueError(f"unknown likelihood {name!r}; choose bernoulli, logistic, logistic_shared or gaussian")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lae.likelihoods import log_prior, make_likelihood
-from lae.nets import Decoder
+from lae.nets import build_decoder
 from lae.proposals import GaussianProposal
 from lae.utils import model_device
 
@@ -37,7 +37,8 @@ class ModelConfig:
     encoder_depth: int = 1
     decoder_depth: int = 1
     hidden: int = 256
-    likelihood: str = "bernoulli"  # bernoulli | logistic | gaussian (tests: fixed noise_std)
+    architecture: str = "mlp"  # lae.nets.ARCHITECTURES
+    likelihood: str = "bernoulli"  # bernoulli | logistic | logistic_shared | gaussian (tests: fixed noise_std)
     noise_std: float = 1.0  # gaussian likelihood only
     run_options: ClassVar[tuple[str, ...]] = ()  # RunConfig fields this family takes (None there: the default)
 
@@ -48,7 +49,7 @@ class LatentModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.decoder = Decoder(config.latent_dim, config.hidden, config.decoder_depth, config.n_pixels)
+        self.decoder = build_decoder(config)
         self.likelihood = make_likelihood(config.likelihood, config.n_pixels, config.noise_std)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch.func import functional_call
 from lae import mala, proposals
 from lae.likelihoods import LOG_2PI
 from lae.models import LatentModel, ModelConfig
-from lae.nets import mlp, trunk_dim
+from lae.nets import build_trunk, initialize
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class LVAEConfig(ModelConfig):
 class VAE(LatentModel):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        p, h, d = config.n_pixels, config.hidden, config.latent_dim
-        self.trunk = mlp(p, h, config.encoder_depth, None)
-        self.head = nn.Linear(trunk_dim(p, h, config.encoder_depth), 2 * d)
+        self.trunk, n_features = build_trunk(config)
+        self.head = nn.Linear(n_features, 2 * config.latent_dim)
+        initialize(self, config.architecture)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x) = N(mu, diag(exp(logvar))): two (N, D) tensors."""

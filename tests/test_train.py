@@ -23,7 +23,7 @@ from lae.train import (
     save_checkpoint,
 )
 
-FAMILIES = ("vae", "iwae", "lvae", "lae")
+FAMILIES = ("vae", "iwae", "lvae", "lae", "vae_flow")
 
 
 def small(model, **kw):

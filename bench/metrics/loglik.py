@@ -7,6 +7,7 @@ anneals from that proposal to the posterior (`ais_start = "prior"`: from N(0, I)
 (lae.estimators.bdmc) on `bdmc_images` images simulated from the model with the same AIS settings: `bdmc_gap` is the
 mean of upper - lower bound, nats per image. Also the single-sample ELBO of the families that have one (model.elbo;
 nan for LAE). Nats per image; bits per dimension = -log p(x) / (P ln 2) for 8-bit data (nan for binarized data).
+For 8-bit data also the LAE paper's own protocol, `test_bpd_paper` (paper_elbo): a single-sample ELBO, no estimator.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from lae.utils import model_device, progress_bar
 
 
 def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings, gen, progress=False) -> dict:
-    """{test_loglik_ais, test_loglik_is, test_elbo, test_bpd_ais, test_bpd_is, test_images, ais_accept, bdmc_gap}.
-    Draws from `gen` in this order: proposal, IS, AIS, ELBO, BDMC."""
+    """{test_loglik_ais, test_loglik_is, test_elbo, test_bpd_ais, test_bpd_is, test_images, ais_accept, bdmc_gap,
+    test_bpd_paper}. Draws from `gen` in this order: proposal, IS, AIS, ELBO, BDMC, the paper's protocol (8-bit data
+    only, on the first `paper_images` test images)."""
     x = dataset.test.x if s.subset is None else dataset.test.x[: s.subset]
     x = x.to(model_device(model))
     n = x.shape[0]
@@ -55,6 +57,12 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
     def to_bpd(v: float) -> float:  # nats per image -> bits per dimension (8-bit data only)
         return -v / (dataset.n_pixels * math.log(2)) if dataset.preprocessing == "8bit" else float("nan")
 
+    paper = float("nan")
+    if dataset.preprocessing == "8bit":  # last, so the other metrics' draws do not depend on it
+        xp = dataset.test.x if s.paper_images is None else dataset.test.x[: s.paper_images]
+        with torch.no_grad():
+            paper = to_bpd(torch.cat([paper_elbo(model, xb, gen) for xb in xp.to(x.device).split(1000)]).mean().item())
+
     ll_ais, ll_is = log_ais.mean().item(), log_is.mean().item()
     return {
         "test_loglik_ais": ll_ais,
@@ -65,4 +73,22 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         "test_images": float(n),
         "ais_accept": float(diag["accept"]),
         "bdmc_gap": gap,
+        "test_bpd_paper": paper,
     }
+
+
+PAPER_LAE_STD = 0.05  # the official LAE code's test-time q(z | x) = N(f(x), 0.05^2 I) for LAE
+
+
+def paper_elbo(model, x: torch.Tensor, gen) -> torch.Tensor:
+    """The LAE paper's test protocol (github iShohei220/LAE, `forward` in eval mode): each family's own
+    single-sample ELBO (model.elbo), and for LAE, which has none, the single-sample ELBO of
+    q(z | x) = N(f(x), PAPER_LAE_STD^2 I) with the closed-form KL to N(0, I). x (N, P) -> (N,) nats."""
+    elbo = model.elbo(x, gen)
+    if elbo is not None:
+        return elbo
+    mu = model.representation(x)
+    z = mu + PAPER_LAE_STD * torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+    var = PAPER_LAE_STD**2
+    kl = 0.5 * (mu * mu + var - 1.0 - math.log(var)).sum(-1)
+    return model.log_likelihood(x, z) - kl

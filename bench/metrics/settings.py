@@ -24,6 +24,7 @@ class MetricSettings:
     ais_start: str = "proposal"  # AIS anneals from the model's IS proposal ("proposal") or from N(0, I) ("prior")
     bdmc_images: int = 500  # images simulated from the model for the BDMC bound on the AIS error (same AIS settings)
     is_samples: int = 1000  # importance samples per image
+    paper_images: int | None = None  # test_bpd_paper on the first N test images (None: all, as the paper)
     estimator_batch: int = estimators.DEFAULT_BATCH  # (sample, image) pairs per decoder call
     probe_train_size: int | None = None  # probe fit on the first N training images (None: all)
     probe_c: float = 1.0  # inverse L2 strength of the logistic regression
@@ -47,6 +48,7 @@ class MetricSettings:
         if name == "smoke":  # seconds; its likelihoods are not converged (the leaderboards say so)
             return cls(
                 subset=100,
+                paper_images=1000,
                 ais_intermediate=20,
                 ais_chains=2,
                 is_samples=100,
@@ -81,7 +83,7 @@ class MetricSettings:
 
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("subset", "probe_train_size", "adv_subset") and v is None:
+            if f.name in ("subset", "probe_train_size", "adv_subset", "paper_images") and v is None:
                 continue
             if f.name == "ais_start":
                 if v not in estimators.AIS_STARTS:
