@@ -96,37 +96,56 @@ class LAE(LatentModel):
         energy_fn = mala.ald_energy(self.trunk(x), lambda z: self.energy_z(x, z), on_eval)
         state = mala.init(self.phi, energy_fn)
         infos = []
-        step_size = self.step_size
+        step_size = self._step_tensor()
         for _ in range(c.n_steps):
             state, info = mala.step(generator, state, energy_fn, step_size, c.mh)
             infos.append(info)
         return state, infos
 
+    def _step_tensor(self) -> torch.Tensor:
+        """The step size in use as a 0-d float64 tensor on the model's device: exp of `log_step_size` in double
+        precision, as `step_size` computes it, without reading it back to the host."""
+        return self.log_step_size.double().exp()
+
     def loss(self, x, generator):
         """Training: the mean energy over the chains' states after steps 1..T (nats per image), to train the
         decoder and the trunk; the chains' new Phi and the adapted step size are kept for `update`. Eval mode: the
-        mean energy, nothing kept."""
+        mean energy, nothing kept. Diagnostics are detached 0-d tensors (nothing is read back to the host, except
+        on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64)."""
         c, n = self.config, x.shape[0]
         evals: list[torch.Tensor] = []  # energies (C,) at the T + 1 evaluated points, with graphs
         state, infos = self.run_chains(x, generator, on_eval=evals.append if self.training else None)
-        accept = torch.stack([i.acceptance_rate for i in infos]).mean().item()
+        accept = torch.stack([i.acceptance_rate for i in infos]).mean().detach()
         if not self.training:
             mean_energy = torch.stack([i.energy for i in infos]).mean() / n
             return mean_energy, {"accept": accept}
-        # Which evaluation is each chain's state after steps 1..T: weight = steps it was held.
-        weights = torch.zeros(c.n_steps + 1, c.n_chains, device=x.device)
-        held = torch.zeros(c.n_chains, dtype=torch.long, device=x.device)
-        chains = torch.arange(c.n_chains, device=x.device)
-        for t, info in enumerate(infos, start=1):
-            held = torch.where(info.is_accepted, t, held)
-            weights[held, chains] += 1.0
-        used = [s for s in range(c.n_steps + 1) if weights[s].any()]
-        loss = sum((weights[s] * evals[s]).sum() for s in used) / (c.n_steps * c.n_chains * n)
-        step = adaptation.init(self.log_step_size)
-        if c.target_accept is not None:
-            step = adaptation.robbins_monro(step, accept, c.target_accept)
-        self._proposed = _Proposed(state.position, step.log_step_size)
-        return loss, {"accept": accept, "step_size": adaptation.final(step)}
+        loss = self._held_energy(evals, infos, skip_unused=x.device.type == "cpu") / (c.n_steps * c.n_chains * n)
+        log_step = self.log_step_size
+        if c.target_accept is not None:  # adaptation.robbins_monro's arithmetic, on the device
+            log_step = log_step + (adaptation.ROBBINS_MONRO_RATE * (accept.double() - c.target_accept)).float()
+        self._proposed = _Proposed(state.position, log_step)
+        return loss, {"accept": accept, "step_size": log_step.double().exp()}
+
+    def _held_energy(self, evals: list[torch.Tensor], infos: list[mala.MALAInfo], skip_unused: bool) -> torch.Tensor:
+        """Sum over steps t = 1..T and chains of the energy of the evaluation each chain holds after step t (with
+        graphs): evaluation s weighs the number of steps a chain held it, from the (T, C) acceptances in one
+        computation. Without MH every step moves: evaluations 1..T, once each, nothing to compute. With MH,
+        skip_unused (the CPU, where reading a tensor costs no stall) leaves out the evaluations no chain holds (no
+        backward through them); otherwise they are masked to zero, so the step never waits for the device."""
+        t_steps = len(infos)
+        if not self.config.mh:
+            return torch.stack(evals[1:]).sum()
+        accepted = torch.stack([i.is_accepted for i in infos])  # (T, C)
+        steps = torch.arange(1, t_steps + 1, device=accepted.device).unsqueeze(1)
+        held = torch.where(accepted, steps, 0).cummax(0).values  # (T, C): the evaluation held after step t
+        weights = torch.zeros(t_steps + 1, held.shape[1], device=held.device).scatter_add_(
+            0, held, torch.ones(held.shape, device=held.device)
+        )  # (T + 1, C)
+        if skip_unused:
+            used = [s for s, any_chain in enumerate(weights.any(1).tolist()) if any_chain]
+            return (weights[used] * torch.stack([evals[s] for s in used])).sum()
+        energies = torch.stack(evals)
+        return torch.where(weights > 0, weights * energies, 0.0).sum()
 
     def update(self) -> None:
         """Move to the chains' state and step size proposed by the last training-mode `loss` (once)."""

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lae import fused
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -65,8 +67,6 @@ class DiscretizedLogistic(nn.Module):
     `logit_tau` with scale softplus(tau)^-1/2 / 2, the official LAE code's parameterisation (its images live on
     [-1, 1], twice our [0, 1]: the bin probabilities are the same)."""
 
-    half_bin = 0.5 / 255.0
-
     def __init__(self, n_pixels: int, scale: str = "pixel"):
         super().__init__()
         if scale == "pixel":
@@ -76,6 +76,7 @@ class DiscretizedLogistic(nn.Module):
         else:
             raise ValueError(f"unknown logistic scale {scale!r}; choose pixel or shared")
         self.scale = scale
+        self._cache: tuple[torch.Tensor, int, tuple[torch.Tensor, torch.Tensor]] | None = None  # x's bin masks
 
     def log_s(self) -> torch.Tensor:
         """The log-scale on [0, 1]: (P,) or (1,)."""
@@ -84,18 +85,13 @@ class DiscretizedLogistic(nn.Module):
         return self.log_scale.clamp(min=-7.0)
 
     def forward(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        inv_s = torch.exp(-self.log_s())
-        centered = x - mean
-        plus = inv_s * (centered + self.half_bin)
-        minus = inv_s * (centered - self.half_bin)
-        log_cdf_plus = -F.softplus(-plus)  # log sigmoid(plus): the x = 0 bin
-        log_sf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the x = 1 bin
-        # log(sigmoid(plus) - sigmoid(minus)) computed stably as
-        # log_cdf_plus + log(1 - exp(minus - plus)) + log_sf_minus - ... via the identity
-        # sigmoid(a) - sigmoid(b) = sigmoid(a) * (1 - sigmoid(b)) * (1 - exp(b - a)).
-        log_delta = log_cdf_plus + log_sf_minus + torch.log(-torch.expm1(minus - plus))
-        out = torch.where(x < 0.5 / 255, log_cdf_plus, torch.where(x > 1 - 0.5 / 255, log_sf_minus, log_delta))
-        return out.sum(-1)
+        """With a = (x - mean + 1/510) / s and b = (x - mean - 1/510) / s, the bin's edges: log sigmoid(a) in the
+        x = 0 bin, log (1 - sigmoid(b)) in the x = 1 bin, log (sigmoid(a) - sigmoid(b)) in between, computed stably as
+        log sigmoid(a) + log sigmoid(-b) + log(1 - exp(b - a)), where b - a = -1 / (255 s) is the scale's alone
+        (lae.fused.discretized_logistic: the value and its gradients in one pass)."""
+        if self._cache is None or self._cache[0] is not x or self._cache[1] != x._version:
+            self._cache = (x, x._version, fused.logistic_masks(x))  # once per minibatch (LAE: T + 1 evaluations)
+        return fused.discretized_logistic(x, mean, self.log_s(), self._cache[2])
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean.clamp(0.0, 1.0)

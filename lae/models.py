@@ -61,7 +61,8 @@ class LatentModel(nn.Module):
         return log_prior(z) + self.log_likelihood(x, z)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
-        """Training objective (scalar, nats per image) and float diagnostics. Changes no state: a family with a
+        """Training objective (scalar, nats per image) and diagnostics as detached 0-d tensors (the trainer reads them
+        once per logging interval: no host synchronisation inside a step). Changes no state: a family with a
         state of its own (LAE's chains and step size) keeps the new one for `update`."""
         raise NotImplementedError
 

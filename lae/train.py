@@ -21,11 +21,13 @@ from lae import data as data_lib
 from lae.config import ConfigError, RunConfig, model_config
 from lae.families import build_model
 from lae.models import LatentModel
+from lae.tally import Tally
 from lae.utils import atomic_path, model_device, progress_bar
 
 CHECKPOINT_FORMAT = 1
 DIVERGENCE_FACTOR = 10.0  # a loss above this many times the untrained model's validation loss is a divergence
 ACCEPT_LOW, ACCEPT_HIGH = 0.05, 0.99  # an epoch's mean MH acceptance outside this range: ChainHealthWarning
+LOG_EVERY = 50  # minibatches between reads of the training figures from the device (and divergence checks)
 
 
 class DivergenceError(RuntimeError):
@@ -45,7 +47,7 @@ class ChainHealthWarning(UserWarning):
     """An epoch's mean Metropolis-Hastings acceptance is below ACCEPT_LOW (the chain is stuck: LAE trains as an
     autoencoder with a frozen random last layer) or above ACCEPT_HIGH (the step is too small to move). Issued once
     per run, for the first such epoch (with target_accept: the last epoch only, once the step has adapted); a sweep
-    may filter it by this category."""
+    may filter it by this category. Not issued without MH, where every step is accepted."""
 
 
 @dataclass
@@ -118,15 +120,14 @@ def evaluate_loss(model: LatentModel, split: data_lib.Split, batch_size: int, se
     The noise is re-seeded on every call, so successive epochs are compared with the same draws."""
     generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()
-    total, accept, n = 0.0, 0.0, 0
+    tally = Tally()
     for x, _ in data_lib.batches(split, batch_size, None, dynamic=False, shuffle=False):
         x = x.to(device)
         loss, stats = model.loss(x, generator)
-        total += loss.item() * len(x)
-        accept += stats.get("accept", float("nan")) * len(x)
-        n += len(x)
+        tally.add(0, loss, stats, len(x))
     model.train()
-    return total / n, accept / n
+    tally.read()
+    return tally.means()
 
 
 def fit(
@@ -169,7 +170,7 @@ def fit(
         result.val_loss.append(val)
         settled = config.target_accept is None or epoch == config.epochs  # an adapted step: judge the last epoch
         a = result.accept[-1]  # nan: no chain
-        if settled and not warned and not math.isnan(a) and not ACCEPT_LOW <= a <= ACCEPT_HIGH:
+        if config.mh and settled and not warned and not math.isnan(a) and not ACCEPT_LOW <= a <= ACCEPT_HIGH:
             warned = True
             warnings.warn(_health_message(config, epoch, a, step_size), ChainHealthWarning, 2)
         if on_epoch is not None:
@@ -180,28 +181,33 @@ def fit(
 
 def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit: float, bar):
     """One pass over the training split: -> (mean loss in nats per image, mean MH acceptance (nan without a chain),
-    the step size in use at the end (None without one)). DivergenceError when a minibatch's loss exceeds `limit`."""
-    total, accept, n, step_size = 0.0, 0.0, 0, None
+    the step size in use at the end (None without one)). DivergenceError when a minibatch's loss exceeds `limit`,
+    checked once per LOG_EVERY minibatches (the figures are read from the device then, not inside a step)."""
+    tally = Tally()
     device = model_device(model)
     batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
     dynamic = dataset.preprocessing == "dynamic"
     for step, (x, _) in enumerate(data_lib.batches(dataset.train, config.batch_size, batch_gen, dynamic), 1):
         x = x.to(device, non_blocking=True)
         loss, stats = model.loss(x, gen)
-        value = loss.item()
-        if not value <= limit:  # nan fails too
-            raise DivergenceError(epoch, step, value, limit)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         model.update()  # LAE: the chains' new state and step size, now that the graphs are used
-        total += value * len(x)
-        accept += stats.get("accept", float("nan")) * len(x)
-        n += len(x)
-        step_size = stats.get("step_size", step_size)
+        tally.add(step, loss, stats, len(x))
         bar.update(1)
-        bar.set_postfix(_postfix(value, accept / n, step_size), refresh=False)
-    return total / n, accept / n, step_size
+        if len(tally.pending) == LOG_EVERY:
+            _read(tally, limit, epoch, bar)
+    _read(tally, limit, epoch, bar)
+    return *tally.means(), tally.step_size
+
+
+def _read(tally: Tally, limit: float, epoch: int, bar) -> None:
+    """Read the figures kept on the device; DivergenceError at the first minibatch whose loss is over `limit`."""
+    bad = tally.read(limit)
+    if bad is not None:
+        raise DivergenceError(epoch, *bad, limit)
+    bar.set_postfix(_postfix(tally.last_loss, tally.means()[1], tally.step_size), refresh=False)
 
 
 def _postfix(loss: float, accept: float, step_size: float | None) -> dict[str, str]:

@@ -1,0 +1,53 @@
+"""Training figures kept on the device and read back once per logging interval, so that a training step never
+waits for the device (a CUDA step that reads a loss with `.item()` stalls until the GPU has caught up).
+
+    tally = Tally()
+    tally.add(step, loss, stats, len(x))     # every minibatch: detached 0-d tensors, nothing read
+    bad = tally.read(limit)                  # every LOG_EVERY minibatches and at the end: one transfer
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class Tally:
+    """Running sums over minibatches of the loss (nats per image) and the MH acceptance, weighted by minibatch size;
+    `stats` are a family's `loss` diagnostics (lae.models.LatentModel.loss): `accept` and `step_size` are read when
+    present. The sums are the host's, in minibatch order: the same arithmetic as reading every minibatch at once."""
+
+    def __init__(self):
+        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor | None]] = []
+        self.total, self.accept, self.n = 0.0, 0.0, 0
+        self.last_loss: float = math.nan  # the latest minibatch's loss read
+        self.step_size: float | None = None  # the latest step size read (None: the family has none)
+        self._step_size: torch.Tensor | float | None = None
+
+    def add(self, step: int, loss: torch.Tensor, stats: dict, size: int) -> None:
+        """Keep minibatch `step`'s loss (0-d) and diagnostics; `size` images."""
+        self.pending.append((step, size, loss.detach(), stats.get("accept")))
+        self._step_size = stats.get("step_size", self._step_size)
+
+    def read(self, limit: float | None = None) -> tuple[int, float] | None:
+        """Add the pending figures to the sums (one transfer for the losses, one for the acceptances). With a limit:
+        returns (step, loss) of the first minibatch whose loss is not <= limit (nan fails too), which is then not
+        added, else None. Without one every figure is added (a nan loss makes the mean nan)."""
+        if not self.pending:
+            return None
+        steps, sizes, losses, accepts = zip(*self.pending)
+        self.pending = []
+        values = torch.stack(losses).tolist()
+        rates = torch.stack(accepts).tolist() if accepts[0] is not None else [math.nan] * len(values)
+        for step, size, value, rate in zip(steps, sizes, values, rates):
+            if limit is not None and not value <= limit:
+                return step, value
+            self.total, self.accept, self.n = self.total + value * size, self.accept + rate * size, self.n + size
+            self.last_loss = value
+        self.step_size = None if self._step_size is None else float(self._step_size)
+        return None
+
+    def means(self) -> tuple[float, float]:
+        """(mean loss, mean acceptance) per image over what was read: nan acceptance for a family without one."""
+        return self.total / self.n, self.accept / self.n
