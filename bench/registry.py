@@ -22,7 +22,7 @@ ADV_EPS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # L-infinity radii on [0, 1]
 @dataclass(frozen=True)
 class Metric:
     name: str
-    group: str  # who computes it: loglik | probe | speed | adversarial (bench.metrics), training | meta (the trial)
+    group: str  # who computes it: loglik | probe | speed | adversarial | quality (bench.metrics), training | meta
     unit: str  # short unit for table heads
     better: str | None  # "max" | "min" | None (not a ranking: acceptance rates, counts)
     meaning: str  # unit and meaning, one line (docs, `evaluate --out` JSON)
@@ -35,6 +35,7 @@ def adv_name(attack: str, eps: float) -> str:
 
 
 _L, _R, _A, _S = "likelihood", "representation", "robustness", "speed"
+_Q = "quality"
 _METRICS = [
     Metric(
         "val_loss",
@@ -148,13 +149,86 @@ _METRICS = [
         for a in ATTACKS
         for e in ADV_EPS
     ],
+    Metric(
+        "gen_fd",
+        "quality",
+        "FD",
+        "min",
+        "squared feature units: Frechet distance between generated and test images in the feature classifier's "
+        "penultimate layer (docs/metrics.md, Sample quality)",
+        _Q,
+    ),
+    Metric(
+        "gen_precision",
+        "quality",
+        "fraction",
+        "max",
+        "fraction in [0, 1]: generated images inside the test images' k-NN feature manifold (k = 3; Kynkaanniemi 2019)",
+        _Q,
+    ),
+    Metric(
+        "gen_recall",
+        "quality",
+        "fraction",
+        "max",
+        "fraction in [0, 1]: test images inside the generated images' k-NN feature manifold (k = 3)",
+        _Q,
+    ),
+    Metric("gen_images", "quality", "count", None, "count: generated images (and test images) in the quality metrics"),
+    Metric(
+        "gen_classifier_acc",
+        "quality",
+        "fraction",
+        None,
+        "fraction in [0, 1]: test accuracy of the feature classifier behind gen_fd, gen_precision, gen_recall",
+    ),
     Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", _S),
     Metric("eval_threads", "meta", "count", None, "count: torch intra-op threads during the evaluation"),
     Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", _S),
 ]
+# The augmented-classifier sweep (trial = "classifier", bench.sweep.classifier): the course project's CNN, attacked.
+CLF_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")  # at every radius of CLF_EPS (a spec's metric_settings.adv_eps)
+CLF_EPS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.3)
+APGD_EPS: tuple[float, ...] = (0.1, 0.3)  # torchattacks' APGD-CE
+
+
+def clf_name(attack: str, eps: float) -> str:
+    """Column of the CNN's accuracy under `attack` at L-inf radius `eps`: clf_acc_pgd_0.1."""
+    return f"clf_acc_{attack}_{eps:g}"
+
+
+_C, _CL = "classifier", "the augmented classifier's CNN"
+_METRICS += [
+    Metric("clf_test_acc", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the whole test split", _C),
+    Metric("clf_acc_clean", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the attacked images", _C),
+    *[
+        Metric(
+            clf_name(a, e),
+            _C,
+            "fraction",
+            "max",
+            f"fraction in [0, 1]: {_CL} accuracy under {a.upper()}, eps {e:g}",
+            _C,
+        )
+        for a, radii in (("fgsm", CLF_EPS), ("pgd", CLF_EPS), ("apgd", APGD_EPS))
+        for e in radii
+    ],
+    Metric("clf_train_loss", _C, "nats", None, "nats per image: last epoch's cross-entropy over the augmented batches"),
+    Metric(
+        "dlvm_seconds", _C, "s", None, "seconds: wall time of the DLVM's training (once per family and seed, cached)"
+    ),
+]
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 # What bench.metrics.compute_metrics returns (the evaluation's columns), in registry order.
-EVAL_GROUPS: tuple[str, ...] = ("loglik", "probe", "speed", "adversarial")
+EVAL_GROUPS: tuple[str, ...] = ("loglik", "probe", "speed", "adversarial", "quality")
 EVAL_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.group in EVAL_GROUPS + ("meta",))
 # Timing columns: never reproducible bit for bit.
-TIMING: frozenset[str] = frozenset({"gen_samples_per_s", "posterior_samples_per_s", "train_seconds", "eval_seconds"})
+TIMING: frozenset[str] = frozenset(
+    {
+        "gen_samples_per_s",
+        "posterior_samples_per_s",
+        "train_seconds",
+        "eval_seconds",
+        "dlvm_seconds",
+    }
+)

@@ -9,6 +9,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from lae import conv as conv_lib
 from lae.data import DATASETS, PREPROCESSING
 from lae.families import FAMILIES
 from lae.models import ModelConfig
@@ -53,7 +54,9 @@ class RunConfig:
         "8bit: a learned log-scale per pixel, or one shared scale softplus(tau)^-1/2 (the official LAE code's)",
         choices=LOGISTIC_SCALES,
     )
-    architecture: str = _doc("mlp", "networks (lae.nets.ARCHITECTURES; layernorm: the official code's)", ARCHITECTURES)
+    architecture: str = _doc(
+        "mlp", "networks (lae.nets.ARCHITECTURES; layernorm: the official code's; conv: lae.conv)", ARCHITECTURES
+    )
     latent_dim: int = _doc(16, "latent dimension D")
     encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)")
     decoder_depth: int | None = _doc(None, "hidden layers of the decoder (default: mirror the encoder)")
@@ -97,15 +100,20 @@ class RunConfig:
         parameter (float32 weight, gradient, two Adam moments: trunk, VAE head or LAE's Phi (n_chains, D, H),
         decoder) plus 12 bytes per activation of one minibatch (value, ReLU output, gradient): batch_size x [the
         encoder's widths + S x the decoder's widths (D, hidden per layer, P)], S the latent samples per image
-        (IWAE k, LAE n_chains x (n_steps + 1) energy evaluations, LVAE n_steps + 1, VAE 1). P = MAX_PIXELS."""
+        (IWAE k, LAE n_chains x (n_steps + 1) energy evaluations, LVAE n_steps + 1, VAE 1). P = MAX_PIXELS. conv: the
+        dense layers meet F = lae.conv.flat_features(P) conv features instead of P pixels, each direction adds
+        lae.conv.activations(P) per image and the decoder its P outputs (the kernels' few parameters are left out)."""
         p, h, d = MAX_PIXELS, self.hidden, self.latent_dim
-        width = h if self.encoder_depth > 0 else p  # H, the trunk's feature width
-        trunk = (p * h + h) + (self.encoder_depth - 1) * (h * h + h) if self.encoder_depth > 0 else 0
+        conv = self.architecture == "conv"
+        f, a, out = (conv_lib.flat_features(p), conv_lib.activations(p), p) if conv else (p, 0, 0)
+        width = h if self.encoder_depth > 0 else f  # H, the trunk's feature width
+        trunk = (f * h + h) + (self.encoder_depth - 1) * (h * h + h) if self.encoder_depth > 0 else 0
         head = self.n_chains * d * width if self.model == "lae" else 2 * d * (width + 1)
-        layers = [d] + [h] * self.dec_depth + [p]
+        layers = [d] + [h] * self.dec_depth + [f]
         decoder = sum(a * b + b for a, b in zip(layers, layers[1:]))
         samples = {"iwae": self.k, "lae": self.n_chains * (self.n_steps + 1), "lvae": self.n_steps + 1}
-        activations = self.batch_size * (p + self.encoder_depth * h + samples.get(self.model, 1) * sum(layers))
+        s = samples.get(self.model, 1)
+        activations = self.batch_size * (p + a + self.encoder_depth * h + s * (sum(layers) + a + out))
         return 16 * (trunk + head + decoder) + 12 * activations
 
     def validate(self) -> RunConfig:

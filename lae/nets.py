@@ -8,6 +8,8 @@ Architectures (ARCHITECTURES):
     mlp        Linear -> ReLU blocks, PyTorch's default initialisation (the suite's default).
     layernorm  Linear -> LayerNorm -> ReLU blocks, orthogonal weights and zero biases in every linear layer: the
                official LAE code's networks (github iShohei220/LAE, model.py) and the course project's.
+    conv       two stride-2 conv layers each way around the dense layers (lae.conv), for square images whose side
+               is a multiple of 4; the encoder's last linear layer (LAE's Phi) sits on the conv trunk's features.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mlp", "layernorm")
+from lae import conv
+
+ARCHITECTURES = ("mlp", "layernorm", "conv")
 
 
 def mlp(in_dim: int, hidden: int, depth: int, out_dim: int | None, architecture: str = "mlp") -> nn.Sequential:
@@ -44,6 +48,8 @@ def trunk_dim(in_dim: int, hidden: int, depth: int) -> int:
 def build_trunk(config) -> tuple[nn.Module, int]:
     """The encoder trunk g(x) of a ModelConfig: (module mapping (N, P) -> (N, H), H)."""
     p, h, depth = config.n_pixels, config.hidden, config.encoder_depth
+    if config.architecture == "conv":
+        return conv.conv_trunk(p, h, depth)
     return mlp(p, h, depth, None, config.architecture), trunk_dim(p, h, depth)
 
 
@@ -74,4 +80,6 @@ class Decoder(nn.Module):
 
 def build_decoder(config) -> nn.Module:
     """The decoder of a ModelConfig: z (..., D) -> (..., P)."""
+    if config.architecture == "conv":
+        return conv.ConvDecoder(config.latent_dim, config.hidden, config.decoder_depth, config.n_pixels)
     return Decoder(config.latent_dim, config.hidden, config.decoder_depth, config.n_pixels, config.architecture)

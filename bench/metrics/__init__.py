@@ -5,7 +5,8 @@
 
 One module per metric group, each stating its protocol (fixed; the settings only choose sizes):
 loglik.py (AIS, IS, ELBO), probe.py (linear probe), speed.py (generation and posterior sampling),
-adversarial.py (FGSM and PGD on the probe classifier); settings.py holds MetricSettings and its presets.
+adversarial.py (FGSM and PGD on the probe classifier), quality.py (Frechet distance, precision and recall of
+generated images); settings.py holds MetricSettings and its presets.
 
 Every key of the returned dict is in METRIC_NAMES (= bench.registry.EVAL_METRICS), every value a plain
 float; nan where a metric does not apply (test_elbo for LAE, test_bpd_* for binarized data). METRICS
@@ -23,6 +24,7 @@ from bench.errors import BenchError
 from bench.metrics.adversarial import adversarial_metrics
 from bench.metrics.loglik import loglik_metrics
 from bench.metrics.probe import probe_metrics, train_probe
+from bench.metrics.quality import quality_metrics
 from bench.metrics.settings import MetricSettings
 from bench.metrics.speed import speed_metrics
 from bench.registry import EVAL_GROUPS, EVAL_METRICS, METRICS
@@ -32,7 +34,7 @@ from lae.utils import model_device
 
 __all__ = ["GROUPS", "METRICS", "METRIC_NAMES", "MetricSettings", "compute_metrics"]
 
-GROUPS = EVAL_GROUPS  # loglik, probe, speed, adversarial: computed in this order
+GROUPS = EVAL_GROUPS  # loglik, probe, speed, adversarial, quality: computed in this order
 METRIC_NAMES = EVAL_METRICS
 
 
@@ -45,13 +47,13 @@ def compute_metrics(
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """The metric groups `names` (loglik, probe, speed, adversarial; None: all) of a model trained with
+    """The metric groups `names` (loglik, probe, speed, adversarial, quality; None: all) of a model trained with
     `config`, evaluated on `dataset` (which must be the config's dataset and preprocessing). Returns
     {metric name: float} with keys from METRIC_NAMES, plus eval_threads and eval_seconds. The model
     is put in eval mode with its parameters frozen during the call; both are restored after.
 
     `generator` (default: seeded with config.seed + 2 on the model's device) feeds loglik, then speed;
-    the probe and the attacks use their own fixed seeds."""
+    the probe, the attacks and the quality group use their own fixed seeds."""
     start = time.perf_counter()
     names = list(GROUPS) if names is None else list(names)
     unknown = [n for n in names if n not in GROUPS]
@@ -84,6 +86,8 @@ def compute_metrics(
             out.update(speed_metrics(model, config, dataset, settings, generator))
         if "adversarial" in names:
             out.update(adversarial_metrics(model, dataset, settings, probe, seed=config.seed, progress=progress))
+        if "quality" in names:
+            out.update(quality_metrics(model, config, dataset, settings, progress))
     finally:
         model.train(was_training)
         for p, g in zip(model.parameters(), grads):

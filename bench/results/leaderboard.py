@@ -5,7 +5,8 @@ t-distribution with n-1 degrees of freedom (``t_{0.975,n-1} * sd / sqrt(n)``; no
 count ``n``. The columns, their units, sections and directions (higher or lower is better) are bench.registry's
 ``METRICS``; the best mean of each ranked column is marked: ``<metric>_best`` in the CSV, bold in the markdown.
 Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the figures
-(``bench.results.figures``) under ``<results>/figures/<sweep>/``. Models in the family registry's order, LAE first.
+(``bench.results.figures``) under ``<results>/figures/<sweep>/``; the markdown links the pictures a sweep wrote for the
+first seed of each point (``bench.results.pictures.picture_dir``). Models in the family registry's order, LAE first.
 
 Which study a sweep's table shows: the one asked for (``study``, or the rows of ``budget`` / ``dataset``), else the
 largest budget present (full > default > smoke), then the dataset with the most rows; the study name is printed in
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import BUDGETS, METRICS, MODELS, Metric
+from bench.results import classifier_board, store
 from bench.results import figures as figures_lib
-from bench.results import store
+from bench.results import pictures as pictures_lib
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
@@ -36,6 +38,7 @@ SECTIONS = {
     "likelihood": "Likelihood (test set; validation loss is the training objective)",
     "representation": "Representation",
     "robustness": "Adversarial robustness of the linear probe",
+    "quality": "Sample quality (generated vs test images in a classifier's features)",
     "speed": "Sampler and speed",
 }
 # The table's metric columns: section by section, registry order within a section.
@@ -119,9 +122,9 @@ def fmt(x: float) -> str:
     return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
 
 
-def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:
+def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pictures: list[str] = ()) -> str:
     """The sweep's table as markdown: a header (study, setup, provenance), one table per section, the failed
-    trials and the headline figure."""
+    trials, the lines of the pictures section (`pictures`) and the headline figure."""
     axis = rows["axis"].iloc[0]
     first = rows.iloc[0]
     statuses = ", ".join(f"{v} {k}" for k, v in rows["status"].value_counts().items())
@@ -203,6 +206,7 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
         lines += [f"- {r['point']} seed {int(r['seed'])}: {r['error']}" for _, r in failed.iterrows()]
         lines.append("")
     lines += [
+        *pictures,
         "## Figures",
         "",
         f"![test log-likelihood](../figures/{sweep}/test_loglik_ais.png)",
@@ -246,12 +250,19 @@ def build(
         if shown is None:
             continue
         rows = rows[rows["study"] == shown]
+        if classifier_board.is_classifier(rows):  # the augmented classifier's own table
+            written, studies[sweep] = written + classifier_board.build(results, sweep, shown, rows, figures), shown
+            continue
         table = summarize(rows)
         csv = out / f"{sweep}.csv"
         table.insert(0, "study", shown)
         table.insert(0, "sweep", sweep)
         atomic_write_text(csv, table.to_csv(index=False))
-        atomic_write_text(out / f"{sweep}.md", markdown(sweep, shown, rows, table))
+        points = rows.drop_duplicates("point").assign(_o=rows["model"].map(MODEL_ORDER).fillna(9))
+        points = points.sort_values(["_o", "variant", "axis_value"], na_position="first")
+        points = [(r["point"], r["variant"], fmt_axis(r["axis_value"])) for _, r in points.iterrows()]
+        shots = pictures_lib.leaderboard_lines(results, sweep, shown, rows["axis"].iloc[0], points)
+        atomic_write_text(out / f"{sweep}.md", markdown(sweep, shown, rows, table, shots))
         written += [csv, out / f"{sweep}.md"]
         studies[sweep] = shown
         if figures:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import socket
 import time
 import warnings
+from pathlib import Path
 
 from bench.errors import BenchError
 from bench.registry import EVAL_METRICS
@@ -20,6 +22,7 @@ from bench.sweep.spec import Budget, Point, Spec
 from bench.sweep.study import params_key
 from lae.config import RunConfig
 
+PICTURES_MIN_FREE = 16_000_000  # bytes: below this free on the results disk, a trial skips its pictures
 EVAL_SEED_OFFSET = 1_000_003  # the metrics' generator seed: the trial's seed + this
 
 
@@ -34,6 +37,25 @@ def metric_settings(budget: Budget):
         raise BenchError(f"budget {budget.name}: metric_settings: {exc}") from None
 
 
+def write_pictures(results, spec: Spec, study: str, point: Point, config: RunConfig, dataset, model) -> None:
+    """The pictures of bench.results.pictures (compact PNGs, about 0.1 MB, 0.2 MB with D = 2's manifold) of a trained
+    model into pictures.picture_dir(results, sweep, study, point). A failure to draw is a warning in the row, never a
+    failed trial."""
+    from bench.results import pictures
+
+    out = pictures.picture_dir(results, spec.name, study, point.label)
+    title = f"{point.label}, seed {config.seed}"
+    existing = next(p for p in (Path(results).resolve(), *Path(results).resolve().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < PICTURES_MIN_FREE:  # the rows come first: a nearly full disk keeps its space for them
+        warnings.warn(f"pictures not written to {out}: {free / 1e6:.1f} MB free on the results disk", RuntimeWarning, 2)
+        return
+    try:
+        pictures.draw_all(model, dataset.test.x, dataset.test.y, out, config.seed, title, compact=True)
+    except Exception as exc:
+        warnings.warn(f"pictures not written to {out}: {_reason(exc)}", RuntimeWarning, 2)
+
+
 def _reason(exc: Exception) -> str:
     """``<type>: <first line of the message>``."""
     text = str(exc).strip()
@@ -41,10 +63,20 @@ def _reason(exc: Exception) -> str:
 
 
 def run_trial(
-    spec: Spec, budget: Budget, point: Point, config: RunConfig, dataset, settings, trial, storage_url: str, worker: int
+    spec: Spec,
+    budget: Budget,
+    point: Point,
+    config: RunConfig,
+    dataset,
+    settings,
+    trial,
+    storage_url: str,
+    worker: int,
+    results: str | os.PathLike | None = None,
 ) -> tuple[dict, float | None]:
     """Train, measure and build one row. -> (row, objective: the last validation loss in nats per image, None when
-    the trial did not complete)."""
+    the trial did not complete). With `results`, a grid sweep's complete trial at the budget's first seed also writes
+    its model's pictures (`write_pictures`)."""
     import optuna
     import torch
 
@@ -73,6 +105,8 @@ def run_trial(
             metrics = compute_metrics(result.model, config, dataset, settings=settings, generator=gen, progress=False)
             row.update({k: float(v) for k, v in metrics.items()})
             row["eval_seconds"] = float(metrics.get("eval_seconds", time.perf_counter() - t0))
+            if results is not None and spec.kind == "grid" and config.seed == budget.seeds[0]:
+                write_pictures(results, spec, trial.study.study_name, point, config, dataset, result.model)
         except optuna.TrialPruned as exc:
             status, error = "pruned", str(exc)
         except DivergenceError as exc:
