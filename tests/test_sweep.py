@@ -82,7 +82,7 @@ def test_every_committed_spec_loads_and_has_three_budgets():
         spec = sweep.load_spec(name)
         assert set(spec.budgets) == set(sweep.BUDGETS)
         assert len(spec.budget("default").seeds) >= 3 or spec.kind == "tune"
-        if spec.kind == "grid":
+        if spec.kind == "grid" and spec.trial != "classifier":  # the classifier sweep: LAE and VAE DLVMs
             models = {m["model"] for m in spec.models}
             assert {"lae", "vae", "iwae", "lvae"} <= models, name
     chain = sweep.load_spec("chain_count")

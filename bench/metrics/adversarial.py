@@ -18,6 +18,8 @@ from bench.registry import ATTACKS, adv_name
 from lae.data import Dataset
 from lae.utils import model_device, progress_bar
 
+APGD_STEPS = 100  # APGD-CE iterations (AutoAttack's standard)
+
 
 def attack(
     classifier: nn.Module,
@@ -28,22 +30,28 @@ def attack(
     pgd_steps: int = 40,
     pgd_step_frac: float = 0.1,
     seed: int = 0,
+    apgd_steps: int = APGD_STEPS,
 ) -> torch.Tensor:
-    """Adversarial versions of x (N, P) in [0, 1] within the L-inf eps ball: FGSM or PGD (random
-    start). PGD's random start draws from torch's global RNG, seeded here inside fork_rng (the
-    caller's global RNG state is untouched)."""
+    """Adversarial versions of x (N, P) in [0, 1] within the L-inf eps ball: FGSM, PGD (random
+    start), or APGD-CE (Croce and Hein 2020, torchattacks: `apgd_steps` steps, one restart, it
+    attacks only the images the classifier labels right). The random starts draw from torch's global
+    RNG, seeded here inside fork_rng (the caller's global RNG state is untouched)."""
     import torchattacks
 
     if kind == "fgsm":
         atk = torchattacks.FGSM(classifier, eps=eps)
     elif kind == "pgd":
         atk = torchattacks.PGD(classifier, eps=eps, alpha=eps * pgd_step_frac, steps=pgd_steps, random_start=True)
+    elif kind == "apgd":  # torchattacks' APGD takes (N, C, H, W) images: x as (N, 1, 1, P), flattened back
+        flat = nn.Sequential(nn.Flatten(), classifier).train(classifier.training)  # torchattacks restores this mode
+        atk = torchattacks.APGD(flat, norm="Linf", eps=eps, steps=apgd_steps, n_restarts=1, seed=seed, loss="ce")
+        x = x.reshape(len(x), 1, 1, -1)
     else:
         raise ValueError(f"unknown attack {kind!r}")
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return atk(x, y).detach()
+        return atk(x, y).detach().flatten(1)
 
 
 @torch.no_grad()

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.registry import BUDGETS
-from bench.sweep import checks
+from bench.sweep import checks, classifier_spec
 from bench.sweep.paths import find_spec
+from bench.sweep.spec_lines import spec_error
 from lae.config import ConfigError, RunConfig
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 SPEC_KEYS = set(
     "description kind axis values dataset fixed models budget search pruner objective sampler_seed".split()  # noqa: SIM905
-)
+) | {"trial", "classifier"}  # trial = "classifier": the augmented-classifier sweep (bench.sweep.classifier_spec)
 BUDGET_KEYS = {"train_size", "val_size", "epochs", "seeds", "metrics", "metric_settings", "values", "n_trials", "set"}
+BUDGET_KEYS |= {"classifier"}  # trial = "classifier": the CNN's settings for this budget
 MODEL_KEYS = {"model", "label", "axis", "set"}
 
 
@@ -55,6 +56,7 @@ class Budget:
     values: tuple | None = None  # grid values replacing the spec's (e.g. a 2-value smoke grid)
     n_trials: int | None = None  # tuning sweeps
     set: dict = field(default_factory=dict)  # RunConfig overrides for this budget
+    classifier: dict = field(default_factory=dict)  # trial = "classifier": the CNN's settings for this budget
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Spec:
     search: dict = field(default_factory=dict)  # tune: name -> {low, high, log}
     pruner: dict = field(default_factory=dict)  # tune: MedianPruner arguments
     sampler_seed: int = 0
+    trial: str = "latent"  # what a trial trains: a latent model, or the augmented classifier (classifier_spec)
+    classifier: dict = field(default_factory=dict)  # trial = "classifier": the CNN's settings
 
     def budget(self, name: str) -> Budget:
         if name not in self.budgets:
@@ -82,14 +86,16 @@ class Spec:
 
     def points(self, budget: Budget) -> list[Point]:
         values = budget.values if budget.values is not None else self.values
-        out = []
+        if self.trial == "classifier":
+            return [Point(*p) for p in classifier_spec.points(self.models, values)]
+        out, following = [], [e["model"] for e in self.models if e.get("axis") is not None]
         for entry in self.models:
             label, axis = entry["label"], entry.get("axis")
             if self.kind == "tune" or axis is None:
                 out.append(Point(label, label, entry["model"], dict(entry.get("set", {})), None))
                 continue
-            for v in values:
-                name = f"{entry['model']} {axis}={v:g}"
+            for v in values:  # "lae step_size=1e-05"; by label when two entries of one family follow the axis
+                name = f"{label if following.count(entry['model']) > 1 else entry['model']} {axis}={v:g}"
                 out.append(Point(name, label, entry["model"], {**entry.get("set", {}), axis: v}, v))
         return out
 
@@ -133,26 +139,6 @@ def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
     return spec
 
 
-def _line_of(text: str, table: str, key: str) -> str:
-    """' (line N)' of ``key = ...`` inside ``[table]`` (or at the top level), '' when not found."""
-    lines, inside = text.splitlines(), table == ""
-    for i, line in enumerate(lines, 1):
-        s = line.strip()
-        if s.startswith("["):
-            inside = s.strip("[] ") == table
-        elif inside and re.match(rf"{re.escape(key)}\s*=", s):
-            return f" (line {i})"
-    return ""
-
-
-def _error(path: Path, text: str, key: str, why: str, table: str = "") -> BenchError:
-    """``<path> (line N): <key>: <why>``, the line of the key's last dotted part found inside ``[table]`` (an inline
-    table's key: the line of its parent)."""
-    parts = [p.split("[")[0] for p in key.split(".")]
-    where = next((w for part in reversed(parts) if (w := _line_of(text, table, part))), "")
-    return BenchError(f"{path}{where}: {key}: {why}")
-
-
 def parse_spec(path: Path, text: str) -> Spec:
     """The TOML text of ``path`` as a Spec: known keys, kinds and types, every budget present."""
     try:
@@ -161,7 +147,7 @@ def parse_spec(path: Path, text: str) -> Spec:
         raise BenchError(f"{path}: malformed TOML: {exc}") from None
 
     def bad(key: str, why: str, table: str = "") -> BenchError:
-        return _error(path, text, key, why, table)
+        return spec_error(path, text, key, why, table)
 
     for key in raw:
         if key not in SPEC_KEYS:
@@ -169,6 +155,7 @@ def parse_spec(path: Path, text: str) -> Spec:
     kind = raw.get("kind", "grid")
     if kind not in ("grid", "tune"):
         raise bad("kind", f"must be 'grid' or 'tune', got {kind!r}")
+    trial = classifier_spec.parse_trial(raw, kind, bad)
     for key in ("description", "dataset"):
         if not isinstance(raw.get(key, ""), str):
             raise bad(key, f"must be a string, got {raw[key]!r}")
@@ -180,7 +167,7 @@ def parse_spec(path: Path, text: str) -> Spec:
         if key not in RUN_FIELDS or key in ("model", "seed", "dataset", "data_dir"):
             raise bad(f"fixed.{key}", "not a settable RunConfig field", "fixed")
     models = _parse_models(raw.get("models", []), bad)
-    axis, values = _parse_axis(kind, raw, bad)
+    axis, values = _parse_axis(kind, raw, bad, classifier_spec.axes(trial))
     budgets = {
         name: _parse_budget(name, checks.table(b, f"budget.{name}", bad), kind, bad)
         for name, b in checks.table(raw.get("budget", {}), "budget", bad).items()
@@ -202,6 +189,8 @@ def parse_spec(path: Path, text: str) -> Spec:
         dict(raw.get("search", {})),
         checks.pruner(raw.get("pruner", {}), bad),
         seed,
+        trial,
+        classifier_spec.parse_settings(raw.get("classifier", {}), "classifier", bad, "classifier"),
     )
 
 
@@ -228,11 +217,11 @@ def _parse_models(entries: list, bad) -> list[dict]:
     return models
 
 
-def _parse_axis(kind: str, raw: dict, bad) -> tuple[str, tuple]:
+def _parse_axis(kind: str, raw: dict, bad, axes: set = RUN_FIELDS) -> tuple[str, tuple]:
     """(axis, values): a grid's swept field and values; a tuning sweep's first searched field and no values."""
     if kind == "grid":
         axis = raw.get("axis")
-        if axis not in RUN_FIELDS:
+        if axis not in axes:
             raise bad("axis", f"must name a RunConfig field, got {axis!r}")
         return axis, checks.numbers(raw.get("values"), "values", bad)
     search = checks.search_space(raw.get("search", {}), RUN_FIELDS, bad)
@@ -269,6 +258,7 @@ def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
         checks.numbers(b["values"], f"{table}.values", bad, table) if "values" in b else None,
         b.get("n_trials"),
         dict(b.get("set", {})),
+        classifier_spec.parse_settings(b.get("classifier", {}), f"{table}.classifier", bad, table),
     )
 
 
@@ -279,11 +269,12 @@ def validate_spec(spec: Spec, text: str = "") -> None:
         labels = [p.label for p in spec.points(budget)]
         if len(set(labels)) != len(labels):
             twice = max(labels, key=labels.count)
-            raise _error(spec.path, text, "models", f"budget.{budget.name} has two points named {twice!r}")
+            raise spec_error(spec.path, text, "models", f"budget.{budget.name} has two points named {twice!r}")
         for point in spec.points(budget):
             try:
                 spec.config(point, budget, 0, extra=spec.search_lows()).validate()
             except ConfigError as exc:
                 key = checks.config_source(spec, budget, point, str(exc))
                 table = key.rsplit(".", 1)[0].removesuffix(".set") if "." in key else ""
-                raise _error(spec.path, text, key, f"{exc} ({point.label}, budget {budget.name})", table) from None
+                raise spec_error(spec.path, text, key, f"{exc} ({point.label}, budget {budget.name})", table) from None
+    classifier_spec.validate(spec, lambda key, why, table="": spec_error(spec.path, text, key, why, table))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.results import store
+from bench.sweep import classifier
 from bench.sweep.ledger import Ledger
 from bench.sweep.liveness import HOSTNAME, remove_orphaned_temp_rows
 from bench.sweep.spec import Spec, load_spec
@@ -99,9 +100,23 @@ def run_worker(job: Job) -> int:
         if data_key not in datasets:
             datasets[data_key] = load_data(config)
         with Heartbeat(trial):
-            row, value = run_trial(
-                spec, budget, point, config, datasets[data_key], settings, trial, job.storage_url, job.worker
-            )
+            if spec.trial == "classifier":  # the augmented classifier (bench.sweep.classifier)
+                row, value = classifier.run_classifier_trial(
+                    spec, budget, point, config, datasets[data_key], settings, trial, job
+                )
+            else:
+                row, value = run_trial(
+                    spec,
+                    budget,
+                    point,
+                    config,
+                    datasets[data_key],
+                    settings,
+                    trial,
+                    job.storage_url,
+                    job.worker,
+                    results=job.results,
+                )
         store.write_row(job.results, row)  # the row first: a kill before tell() loses nothing (the row counts)
         if row["status"] == "complete":
             study.tell(trial, value)
@@ -113,7 +128,8 @@ def run_worker(job: Job) -> int:
         n_run += 1
         if job.progress:
             now = ledger.standing()
-            print(progress_line(spec, row, now.n_done, now.total, job.worker), flush=True)
+            line = classifier.progress_line if spec.trial == "classifier" else progress_line
+            print(line(spec, row, now.n_done, now.total, job.worker), flush=True)
 
 
 def _suggest(trial, spec: Spec, points: list[str], seeds: tuple[int, ...]) -> dict:
