@@ -54,6 +54,17 @@ def attack(
         return atk(x, y).detach().flatten(1)
 
 
+def attacked_accuracy(
+    classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str, eps: float, s: MetricSettings, seed: int
+) -> float:
+    """Accuracy of `classifier` on `attack(kind, eps)` of x (N, P), attacked in chunks of 1,000 images."""
+    correct = 0.0
+    for xb, yb in zip(x.split(1000), y.split(1000)):
+        adv = attack(classifier, xb, yb, kind, eps, s.pgd_steps, s.pgd_step_frac, seed)
+        correct += accuracy(classifier, adv, yb) * len(yb)
+    return correct / len(y)
+
+
 @torch.no_grad()
 def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction in [0, 1] of x (N, P) that the classifier labels y (N,)."""
@@ -73,11 +84,7 @@ def adversarial_metrics(
     bar = progress_bar(len(ATTACKS) * len(s.adv_eps), "adversarial", progress)
     for kind in ATTACKS:
         for eps in s.adv_eps:
-            correct = 0.0
-            for xb, yb in zip(x.split(1000), y.split(1000)):
-                adv = attack(clf, xb, yb, kind, eps, s.pgd_steps, s.pgd_step_frac, seed)
-                correct += accuracy(clf, adv, yb) * len(yb)
-            out[adv_name(kind, eps)] = correct / n
+            out[adv_name(kind, eps)] = attacked_accuracy(clf, x, y, kind, eps, s, seed)
             bar.update(1)
     bar.close()
     return out

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.metrics.adversarial import accuracy, attack
+from bench.metrics.adversarial import attacked_accuracy
 from bench.metrics.settings import MetricSettings
 from bench.registry import APGD_EPS, CLF_ATTACKS, clf_name
 from lae.classifier import accuracy as test_accuracy
 from lae.data import Split
 from lae.utils import model_device, progress_bar
-
-CHUNK = 1000  # images per attack call
 
 
 def classifier_metrics(net: nn.Module, test: Split, s: MetricSettings, seed: int = 0, progress: bool = False) -> dict:
@@ -32,11 +30,7 @@ def classifier_metrics(net: nn.Module, test: Split, s: MetricSettings, seed: int
     runs = [(kind, eps) for kind in CLF_ATTACKS for eps in s.adv_eps] + [("apgd", eps) for eps in APGD_EPS]
     bar = progress_bar(len(runs), "attacks", progress)
     for kind, eps in runs:
-        correct = 0.0
-        for xb, yb in zip(x.split(CHUNK), y.split(CHUNK)):
-            adv = attack(net, xb, yb, kind, eps, s.pgd_steps, s.pgd_step_frac, seed)
-            correct += accuracy(net, adv, yb) * len(yb)
-        out[clf_name(kind, eps)] = correct / n
+        out[clf_name(kind, eps)] = attacked_accuracy(net, x, y, kind, eps, s, seed)
         bar.update(1)
     bar.close()
     return out

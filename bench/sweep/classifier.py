@@ -32,7 +32,7 @@ from bench.results import store
 from bench.sweep.classifier_spec import AXIS, NONE, classifier_config
 from bench.sweep.journal import FileLock
 from bench.sweep.provenance import provenance
-from bench.sweep.study import params_key
+from bench.sweep.trial import identity, reason
 from lae import data as data_lib
 from lae.classifier import IMAGE_SIDE, ClassifierError, dlvm_sampler, train_classifier
 from lae.config import RunConfig
@@ -42,12 +42,6 @@ CACHE_FORMAT = 1
 SAMPLER_SEED_OFFSET = 2_000_003  # the DLVM sampler's generator: the trial's seed + this
 CLF_METRICS = tuple(m.name for m in METRICS.values() if m.group == "classifier")
 _IMAGES: dict = {}  # (dataset, data_dir, train_size, val_size) -> the 8bit Dataset, loaded once per process
-
-
-def _reason(exc: Exception) -> str:
-    """``<type>: <first line of the message>`` (as bench.sweep.trial records a failed trial)."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def dlvm_hash(config: RunConfig) -> str:
@@ -132,21 +126,14 @@ def run_classifier_trial(spec, budget, point, config: RunConfig, dataset, settin
         except DivergenceError as exc:
             status, error = "fail", f"diverged: DLVM: {exc}"
         except Exception as exc:  # one failed trial must not stop the sweep
-            status, error = "fail", _reason(exc)
+            status, error = "fail", reason(exc)
     texts = list(dict.fromkeys([*info.get("warnings", []), *(f"{w.category.__name__}: {w.message}" for w in seen)]))
     cfg = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
     if n == 0:  # no DLVM: its columns stay empty, the data's are kept
         cfg = {k: (v if k in ("dataset", "seed", "train_size", "val_size", "device") else None) for k, v in cfg.items()}
     row.update(cfg)
     row.update(
-        schema_version=store.SCHEMA_VERSION,
-        sweep=spec.name,
-        study=trial.study.study_name,
-        budget=budget.name,
-        trial=trial.number,
-        params=params_key(trial.params),
-        point=point.label,
-        variant=point.variant,
+        **identity(spec, budget, point, trial),
         model=NONE if n == 0 else config.model,
         axis=AXIS,
         axis_value=float(n),

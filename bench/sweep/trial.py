@@ -53,10 +53,24 @@ def write_pictures(results, spec: Spec, study: str, point: Point, config: RunCon
     try:
         pictures.draw_all(model, dataset.test.x, dataset.test.y, out, config.seed, title, compact=True)
     except Exception as exc:
-        warnings.warn(f"pictures not written to {out}: {_reason(exc)}", RuntimeWarning, 2)
+        warnings.warn(f"pictures not written to {out}: {reason(exc)}", RuntimeWarning, 2)
 
 
-def _reason(exc: Exception) -> str:
+def identity(spec: Spec, budget: Budget, point: Point, trial) -> dict:
+    """The columns that say which trial a row is (every trial kind's rows share them)."""
+    return dict(
+        schema_version=store.SCHEMA_VERSION,
+        sweep=spec.name,
+        study=trial.study.study_name,
+        budget=budget.name,
+        trial=trial.number,
+        params=params_key(trial.params),
+        point=point.label,
+        variant=point.variant,
+    )
+
+
+def reason(exc: Exception) -> str:
     """``<type>: <first line of the message>``."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
@@ -112,21 +126,14 @@ def run_trial(
         except DivergenceError as exc:
             status, error = "fail", f"diverged: {exc}"
         except Exception as exc:  # one failed trial must not stop the sweep
-            status, error = "fail", _reason(exc)
+            status, error = "fail", reason(exc)
     texts = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in seen))
     train_seconds = result.seconds if result is not None else time.perf_counter() - start
     cfg = config.to_dict()
     cfg.pop("data_dir")
     row.update(cfg)
     row.update(
-        schema_version=store.SCHEMA_VERSION,
-        sweep=spec.name,
-        study=trial.study.study_name,
-        budget=budget.name,
-        trial=trial.number,
-        params=params_key(trial.params),
-        point=point.label,
-        variant=point.variant,
+        **identity(spec, budget, point, trial),
         axis=spec.axis,
         axis_value=float(point.axis_value if point.axis_value is not None else trial.params.get(spec.axis, math.nan)),
         likelihood=config.likelihood,
