@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -150,3 +151,29 @@ def test_cli_evaluate_quality_with_an_unwritable_cache_is_one_line(digits_models
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert "feature classifier cache" in done.stderr and q.CACHE_ENV in done.stderr
     assert blocker.read_text() == "not a directory"
+
+
+def test_cli_evaluate_estimates_the_quality_group_from_a_pilot(digits_models, tmp_path, monkeypatch):
+    """The duration estimate counts the quality group (the classifier already cached, as after a sweep's first
+    trial): within 10x of the measured evaluation, like the other groups' (tests/test_cli.py)."""
+    checkpoint = save_checkpoint(digits_models[3], tmp_path / "run" / "checkpoint.pt")
+    monkeypatch.setenv(q.CACHE_ENV, str(tmp_path / "cache"))
+    warm = bench_cli("evaluate", checkpoint, "--metrics", "quality", "--preset", "smoke")  # trains the classifier
+    assert warm.returncode == 0, warm.stderr
+    done = bench_cli("evaluate", checkpoint, "--metrics", "quality", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    seconds = float(re.search(r"estimated time: about ([0-9.]+) s", done.stderr)[1])
+    measured = float(re.search(r"eval_seconds +([0-9.]+)", done.stdout)[1])
+    assert measured / 10 < seconds < measured * 10, (done.stderr, measured)
+
+
+def test_a_sweep_with_an_unwritable_cache_stops_before_any_trial(tmp_path, monkeypatch):
+    """One line and exit status 2 before a worker starts: no trial is recorded as failed for it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(q.CACHE_ENV, str(blocker / "cache"))
+    results = tmp_path / "results"
+    done = bench_cli("sweep", "ald_stepsize", "--results", results, "--no-progress")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: cannot write the feature classifier cache") and q.CACHE_ENV in done.stderr
+    assert not list(results.rglob("*.parquet")) and blocker.read_text() == "not a directory"

@@ -129,13 +129,15 @@ def estimate_seconds(model, config, dataset, groups: list[str], s: MetricSetting
     estimator_batch // ais_chains images at a time) with PILOT_FRACTION of the AIS distributions and IS samples,
     minus a quarter chunk with one of each, x 4 (the per-image cost: proposal, ELBO), scaled to every chunk; BDMC
     alike.
-    Probe and attacks: a quarter of the images, x 4. Speed: one call, x its call count. The pilot draws from its
-    own generator and the probe has its fixed seed: the metrics are unchanged by it."""
+    Probe and attacks: a quarter of the images, x 4. Speed: one call, x its call count. Sample quality: loading
+    (or, once per dataset, training) the feature classifier as measured, then a quarter of the images, whose k-NN
+    part (quadratic in the images) is timed apart and x 16, the rest x 4. The pilot draws from its own generator and
+    the probe has its fixed seed: the metrics are unchanged by it."""
     import sklearn.linear_model  # noqa: F401  (imports are not part of the estimate)
     import torch
     import torchattacks  # noqa: F401
 
-    from bench.metrics import adversarial, loglik, probe, speed
+    from bench.metrics import adversarial, loglik, probe, quality, speed
 
     gen = torch.Generator(device=model_device(model)).manual_seed(0)
     n_test, n_train = len(dataset.test), len(dataset.train)
@@ -181,6 +183,15 @@ def estimate_seconds(model, config, dataset, groups: list[str], s: MetricSetting
             k = max(1, n // 4)
             cut = s.replace(adv_subset=k)
             total += seconds(lambda: adversarial.adversarial_metrics(model, dataset, cut, pilot["probe"])) * n / k
+        if "quality" in groups and s.quality_images:
+            clf = []  # loaded (or trained, once per dataset) as it will be; the real run reuses it
+            total += seconds(lambda: clf.append(quality.classifier(config, dataset)))
+            real = clf[0].test_features
+            n = min(s.quality_images, len(real))
+            k = min(max(2 * quality.K_NEAREST + 2, n // 4), len(real) // 2)
+            knn = seconds(lambda: quality.precision_recall(real[:k], real[k : 2 * k]))
+            rest = seconds(lambda: quality.quality_metrics(model, config, dataset, s.replace(quality_images=k)))
+            total += knn * (n / k) ** 2 + max(0.0, rest - knn) * n / k
     finally:
         model.requires_grad_(True)
     return total, time.perf_counter() - start

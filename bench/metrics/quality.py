@@ -140,6 +140,21 @@ def train_classifier(dataset: data_lib.Dataset, settings: dict, progress: bool =
     return net.eval().requires_grad_(False), time.perf_counter() - start
 
 
+def check_cache(directory: Path | None = None) -> None:
+    """BenchError (one line) unless the cache directory (default cache_dir()) can be created and written: a sweep
+    checks it before any trial, so an unwritable cache is not recorded as every trial's failure."""
+    directory = cache_dir() if directory is None else Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / f".write-check-{os.getpid()}", "w") as probe:
+            os.unlink(probe.name)
+    except OSError as exc:
+        raise BenchError(
+            f"cannot write the feature classifier cache {directory}: {exc.strerror or exc}; "
+            f"set {CACHE_ENV} to a writable directory"
+        ) from None
+
+
 def load_classifier(
     dataset: data_lib.Dataset, directory: Path | None = None, settings: dict | None = None, progress: bool = False
 ) -> Classifier:
@@ -226,6 +241,15 @@ def sample_images(model, n: int, generator: torch.Generator, batch: int = CHUNK)
 _LOADED: dict[tuple, Classifier] = {}  # per process: (dataset, preprocessing, data dir, cache dir) -> Classifier
 
 
+def classifier(config, dataset: data_lib.Dataset, progress: bool = False) -> Classifier:
+    """The feature classifier of the dataset's default split, loaded once per process (trained once per dataset)."""
+    where = (dataset.name, dataset.preprocessing, str(data_lib.resolve_data_dir(config.data_dir)), str(cache_dir()))
+    if where not in _LOADED:
+        full = data_lib.load(dataset.name, dataset.preprocessing, data_dir=config.data_dir)
+        _LOADED[where] = load_classifier(full, progress=progress)
+    return _LOADED[where]
+
+
 def quality_metrics(model, config, dataset: data_lib.Dataset, s: MetricSettings, progress: bool = False) -> dict:
     """{gen_fd, gen_precision, gen_recall, gen_images, gen_classifier_acc} (see the protocol); nan and
     gen_images 0 when s.quality_images is 0. The classifier is that of the dataset's default split (loaded here,
@@ -233,11 +257,7 @@ def quality_metrics(model, config, dataset: data_lib.Dataset, s: MetricSettings,
     names = ("gen_fd", "gen_precision", "gen_recall", "gen_classifier_acc")
     if s.quality_images == 0:
         return dict.fromkeys(names, math.nan) | {"gen_images": 0.0}
-    where = (dataset.name, dataset.preprocessing, str(data_lib.resolve_data_dir(config.data_dir)), str(cache_dir()))
-    if where not in _LOADED:
-        full = data_lib.load(dataset.name, dataset.preprocessing, data_dir=config.data_dir)
-        _LOADED[where] = load_classifier(full, progress=progress)
-    clf = _LOADED[where]
+    clf = classifier(config, dataset, progress)
     n = min(s.quality_images, len(clf.test_features))
     gen = torch.Generator(device=model_device(model)).manual_seed(config.seed + QUALITY_SEED_OFFSET)
     fake = features(clf.net.to(model_device(model)), sample_images(model, n, gen, s.gen_batch))

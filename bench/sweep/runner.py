@@ -62,6 +62,10 @@ def run_sweep(
     storage = storage or default_storage(results, spec.name)
     metric_settings(spec.budget(budget))  # unknown metric preset or settings: before anything trains
     _check_data(spec, spec.budget(budget), dataset, data_dir)  # missing files, subset sizes: one line, here
+    if spec.trial != "classifier" and metric_settings(spec.budget(budget)).quality_images:
+        from bench.metrics import quality
+
+        quality.check_cache()  # unwritable: one line here, not a failed row per trial
     study = study_name(spec, budget, dataset)
     try:
         store.check_writable(results, spec.name, study)  # read-only or full disk: one line, here
