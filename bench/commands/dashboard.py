@@ -4,8 +4,9 @@ The published studies' journals are not committed (results/optuna/ is local stat
 per finished trial, with its params, status and objective. This command rebuilds an Optuna storage from those rows
 (in memory, or a file with --storage) and serves optuna-dashboard on it (`python -m pip install optuna-dashboard`).
 Each trial keeps its number, params ({"point", "seed"} of the grid), state (complete, fail, pruned), value (the
-validation loss in nats per image, the objective the sweep minimised), start and end times, and every metric of its
-row as a user attribute (test_loglik_ais, probe_acc, mh_accept, ...).
+objective the sweep minimised: the validation loss in nats per image; for the augmented classifier, the CNN's test
+error 1 - clf_test_acc), start and end times, and every metric of its row as a user attribute (test_loglik_ais,
+probe_acc, mh_accept, ...).
 
     python -m bench dashboard                                  # every study under results/, http://127.0.0.1:8080/
     python -m bench dashboard ald_stepsize --port 0            # one sweep's studies, on a free port
@@ -77,8 +78,17 @@ def distributions(params: list[dict]) -> dict:
     return out
 
 
-def frozen_trial(row: dict, params: dict, dists: dict):
-    """One results-store row as an Optuna FrozenTrial (see the module docstring)."""
+# The objective a study's rows were minimised on: (metric name, value of one row, description).
+LOSS = ("val_loss", lambda row: row.get("val_loss"), "validation loss, nats per image (lower is better)")
+CLF_ERROR = (
+    "clf_test_error",
+    lambda row: 1.0 - row["clf_test_acc"] if _number(row.get("clf_test_acc")) else None,
+    "the augmented classifier's test error 1 - clf_test_acc, a fraction (lower is better)",
+)
+
+
+def frozen_trial(row: dict, params: dict, dists: dict, objective=LOSS):
+    """One results-store row as an Optuna FrozenTrial (see the module docstring); objective: LOSS or CLF_ERROR."""
     import optuna
 
     from bench.registry import EVAL_METRICS
@@ -86,7 +96,7 @@ def frozen_trial(row: dict, params: dict, dists: dict):
     state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
         row["status"], optuna.trial.TrialState.FAIL
     )
-    value = row.get("val_loss")
+    value = objective[1](row)
     if state == optuna.trial.TrialState.COMPLETE and not (isinstance(value, float) and math.isfinite(value)):
         state = optuna.trial.TrialState.FAIL
     end = dt.datetime.fromisoformat(row["timestamp"]) if row.get("timestamp") else None
@@ -141,13 +151,14 @@ def rebuild(results: Path, studies: list[tuple[str, str]], storage) -> list[tupl
             continue
         params = [json.loads(r["params"]) for r in records]
         dists = distributions(params)
+        objective = CLF_ERROR if any("n_augment" in r for r in records) else LOSS  # classifier_board.is_classifier
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["val_loss"])
-        study.set_user_attr("objective", "validation loss, nats per image (lower is better)")
+            study.set_metric_names([objective[0]])
+        study.set_user_attr("objective", objective[2])
         study.set_user_attr("rebuilt_from", str(store.parquet_dir(results, sweep) / name))
-        study.add_trials([frozen_trial(r, p, dists) for r, p in zip(records, params)])
+        study.add_trials([frozen_trial(r, p, dists, objective) for r, p in zip(records, params)])
         out.append((name, len(records)))
     return out
 

@@ -7,11 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.registry import TIMING
+from bench.registry import METRICS, TIMING
 from bench.results.leaderboard import COLUMNS
 
-# What is compared: the leaderboard's metric columns (in table order), then the evaluation's thread count.
-COMPARED: tuple[str, ...] = tuple(m.name for m in COLUMNS) + ("eval_threads",)
+# What is compared: the leaderboard's metric columns (in table order), the augmented classifier's (a column absent
+# from both row sets is skipped), then the evaluation's thread count.
+COMPARED: tuple[str, ...] = (
+    tuple(m.name for m in COLUMNS)
+    + tuple(m.name for m in METRICS.values() if m.group == "classifier")
+    + ("eval_threads",)
+)
 
 
 def compare(committed: pd.DataFrame, fresh: pd.DataFrame) -> tuple[str, bool]:
