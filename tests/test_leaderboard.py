@@ -11,7 +11,7 @@ import pytest
 from bench.results import leaderboard, reproduce, store
 
 
-def write_rows(results, values: dict, seeds=(0, 1, 2), status=None, extra=None, budget="default"):
+def write_rows(results, values: dict, seeds=(0, 1, 2), status=None, extra=None, budget="default", dataset="mnist"):
     """values: (variant, axis_value) -> list of test_loglik_ais per seed; extra: (variant, axis_value) -> more
     columns of those rows."""
     trial = 0
@@ -23,7 +23,7 @@ def write_rows(results, values: dict, seeds=(0, 1, 2), status=None, extra=None, 
                 results,
                 {
                     "sweep": "toy",
-                    "study": f"toy.{budget}.mnist",
+                    "study": f"toy.{budget}.{dataset}",
                     "budget": budget,
                     "trial": trial,
                     "params": params,
@@ -34,7 +34,7 @@ def write_rows(results, values: dict, seeds=(0, 1, 2), status=None, extra=None, 
                     "axis_value": math.nan if x is None else x,
                     "status": st,
                     "error": None if st == "complete" else "diverged",
-                    "dataset": "mnist",
+                    "dataset": dataset,
                     "seed": seed,
                     "epochs": 3,
                     "batch_size": 100,
@@ -195,3 +195,61 @@ def test_the_study_is_chosen_and_named(tmp_path):
     assert run.returncode == 0 and "study toy.default.mnist" in run.stdout
     bad = bench_cli("leaderboard", "--results", tmp_path, "--study", "toy.full.mnist")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "toy.full.mnist" in bad.stderr
+
+
+def test_another_datasets_study_gets_its_own_table_and_never_replaces_the_default(tmp_path):
+    from conftest import bench_cli
+
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -101.0, -102.0]})
+    write_rows(
+        tmp_path,
+        {("lae", 1e-4): [-250.0, -251.0, -252.0], ("vae", None): [-249.0, -250.0, -251.0]},
+        dataset="fashion-mnist",
+    )  # more rows than mnist's: mnist stays the default table all the same
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures")
+    assert run.returncode == 0, run.stderr
+    assert "toy.md: study toy.default.mnist" in run.stdout
+    assert "toy.fashion-mnist.md: study toy.default.fashion-mnist" in run.stdout
+    boards = tmp_path / "leaderboards"
+    assert "-101.00" in (boards / "toy.md").read_text() and "-251.00" not in (boards / "toy.md").read_text()
+    assert "-251.00" in (boards / "toy.fashion-mnist.md").read_text()
+    index = (boards / "README.md").read_text()
+    assert "`toy.default.mnist`" in index and "`toy.default.fashion-mnist`" in index
+    before = (boards / "toy.md").read_text()
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures", "--dataset", "fashion-mnist")
+    assert run.returncode == 0 and "toy.fashion-mnist.md: study toy.default.fashion-mnist" in run.stdout
+    assert (boards / "toy.md").read_text() == before
+
+
+def test_the_experiments_page_tables_are_filled_from_the_rows_and_its_prose_kept(tmp_path):
+    from bench.results import experiments
+
+    write_rows(
+        tmp_path,
+        {
+            ("lae", 1e-4): [-100.0, -101.0, -103.0],
+            ("lae", 1e-3): [-90.0, -91.0, -92.0],
+            ("vae", None): [-99.0, -99.5, -100.0],
+        },
+    )
+    prose = "# Page\n\nHand-written prose stays.\n\n"
+    page = tmp_path / "experiments.md"
+    page.write_text(
+        prose
+        + "<!-- table sweep=toy metrics=test_loglik_ais values=0.0001 -->\nstale\n<!-- end table -->\n"
+        + "<!-- table sweep=toy metrics=no_such_metric -->\n<!-- end table -->\n"
+        + "<!-- table sweep=other metrics=test_loglik_ais -->\n<!-- end table -->\ntail\n"
+    )
+    leaderboard.build(tmp_path, figures=False)
+    text = page.read_text()
+    assert text.startswith(prose) and text.endswith("<!-- end table -->\ntail\n") and "stale" not in text
+    half = 4.302652729911275 * np.std([-100.0, -101.0, -103.0], ddof=1) / math.sqrt(3)
+    assert f"| lae | 0.0001 | 3 | -101.33 ± {half:.2f} |" in text
+    assert "| vae | — | 3 | -99.50 ± 1.24 |" in text and "| lae | 0.001 |" not in text  # values= keeps 1e-4
+    assert "*Bad table comment: unknown metric(s) no_such_metric.*" in text
+    assert "*No rows yet: run `python -m bench sweep other --budget default --workers 2`.*" in text
+    again = page.read_text()
+    assert experiments.fill(tmp_path) == page and page.read_text() == again  # idempotent
+    page.write_text(prose)  # no table blocks: left alone
+    assert experiments.fill(tmp_path) is None and page.read_text() == prose
+    assert experiments.fill(tmp_path / "nowhere") is None

@@ -81,8 +81,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
         built = leaderboard.build(args.results, sweeps=[summary["sweep"]], study=summary["study"])
         figures = sum(p.suffix == ".png" for p in built.paths)
-        print(f"{figures} figures in {Path(args.results) / 'figures' / summary['sweep']}")
-        print(f"open: {Path(args.results) / 'leaderboards' / summary['sweep']}.md (study {summary['study']})")
+        name = next(iter(built.studies), summary["sweep"])  # <sweep>, or <sweep>.<dataset> beside another dataset's
+        print(f"{figures} figures in {Path(args.results) / 'figures' / name}")
+        print(f"open: {Path(args.results) / 'leaderboards' / name}.md (study {summary['study']})")
     return 0
 
 

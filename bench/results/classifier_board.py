@@ -85,7 +85,7 @@ def _course(table: dict, r, eps: float | None = None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def _versus_none(rows: pd.DataFrame, r, metric: str) -> str:
+def versus_none(rows: pd.DataFrame, r, metric: str) -> str:
     """'+1.23 pp (p 0.04)': this point's mean minus the plain CNN's, Welch's p over seeds."""
     ok = rows[rows["status"] == "complete"]
     a = ok[(ok["variant"] == r["variant"]) & (ok["n_augment"] == r["axis_value"])][metric].astype(float)
@@ -125,7 +125,7 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
     for _, r in table.iterrows():
         n = f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")
         head = f"| {r['variant']} | {int(r['axis_value'])} | {n} |"
-        vs = [_versus_none(rows, r, m) if r["axis_value"] > 0 else "—" for m in ("clf_test_acc", "clf_acc_pgd_0.1")]
+        vs = [versus_none(rows, r, m) if r["axis_value"] > 0 else "—" for m in ("clf_test_acc", "clf_acc_pgd_0.1")]
         lines.append(
             f"{head} {_pct(r, 'clf_test_acc')} | {_pct(r, 'clf_acc_clean')} | {_course(COURSE_CLEAN, r)} | "
             + " | ".join(vs)
@@ -187,15 +187,17 @@ def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> Path:
     return save_png(fig, out / "robustness.png")
 
 
-def build(results: str | os.PathLike, sweep: str, study: str, rows: pd.DataFrame, figures: bool = True) -> list[Path]:
-    """Write the sweep's table (csv, md) and figure from one study's rows; returns the paths written."""
-    out = Path(results) / "leaderboards"
+def build(
+    results: str | os.PathLike, sweep: str, study: str, rows: pd.DataFrame, figures: bool = True, name: str = ""
+) -> list[Path]:
+    """Write one study's table (`<name>.csv`, `.md`; name: the sweep's by default) and figure; -> the paths."""
+    out, name = Path(results) / "leaderboards", name or sweep
     table = summarize(rows)
-    csv = out / f"{sweep}.csv"
+    csv = out / f"{name}.csv"
     atomic_write_text(csv, table.assign(sweep=sweep, study=study).to_csv(index=False))
-    atomic_write_text(out / f"{sweep}.md", markdown(sweep, study, rows, table))
-    written = [csv, out / f"{sweep}.md"]
+    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table))
+    written = [csv, out / f"{name}.md"]
     if figures and table["n_seeds"].sum() > 0:
-        (Path(results) / "figures" / sweep).mkdir(parents=True, exist_ok=True)
-        written.append(plot(rows, table, Path(results) / "figures" / sweep))
+        (Path(results) / "figures" / name).mkdir(parents=True, exist_ok=True)
+        written.append(plot(rows, table, Path(results) / "figures" / name))
     return written

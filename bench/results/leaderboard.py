@@ -9,8 +9,11 @@ Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.
 first seed of each point (``bench.results.pictures.picture_dir``). Models in the family registry's order, LAE first.
 
 Which study a sweep's table shows: the one asked for (``study``, or the rows of ``budget`` / ``dataset``), else the
-largest budget present (full > default > smoke), then the dataset with the most rows; the study name is printed in
-the table's header. The table opens with the verdict (bench.results.verdict): per swept value the best model on the
+largest budget present (full > default > smoke), then the first dataset in the registry's order (mnist,
+fashion-mnist, digits), then the study with the most rows; the study name is printed in the table's header. The
+other datasets' studies at that budget get tables of their own, ``<sweep>.<dataset>.md`` (figures under
+``figures/<sweep>.<dataset>/``), and so does a study asked for on another dataset: it never replaces ``<sweep>.md``.
+The table opens with the verdict (bench.results.verdict): per swept value the best model on the
 headline metric, whether its lead is significant, and where LAE stands; rows whose likelihood estimators disagree or
 whose BDMC bound is loose are marked. With one seed there is no interval and no best; validation losses are each
 family's own objective and are never ranked across families.
@@ -26,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bench.registry import BUDGETS, METRICS, MODELS, Metric
-from bench.results import classifier_board, store
+from bench.registry import BUDGETS, DATASETS, METRICS, MODELS, Metric
+from bench.results import classifier_board, experiments, store
 from bench.results import figures as figures_lib
 from bench.results import pictures as pictures_lib
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
@@ -71,7 +74,16 @@ def pick_study(rows: pd.DataFrame, budget: str | None = None, dataset: str | Non
         return None
     counts = rows.groupby(["study", "budget", "dataset"]).size().reset_index(name="n")
     counts["rank"] = counts["budget"].map(BUDGET_RANK).fillna(9)
-    return counts.sort_values(["rank", "n"], ascending=[True, False]).iloc[0]["study"]
+    counts["order"] = counts["dataset"].map({d: i for i, d in enumerate(DATASETS)}).fillna(len(DATASETS))
+    return counts.sort_values(["rank", "order", "n"], ascending=[True, True, False]).iloc[0]["study"]
+
+
+def other_datasets(rows: pd.DataFrame, shown: str) -> list[str]:
+    """The studies beside `shown` at its budget on other datasets (each gets its own table, `<sweep>.<dataset>`),
+    one per dataset (pick_study), in the registry's dataset order."""
+    first = rows[rows["study"] == shown].iloc[0]
+    same = rows[(rows["budget"] == first["budget"]) & (rows["dataset"] != first["dataset"])]
+    return [pick_study(same, dataset=d) for d in DATASETS if d in set(same["dataset"])]
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -239,7 +251,6 @@ def build(
             sweeps = [study.split(".")[0]]
         else:
             sweeps = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    out = results / "leaderboards"
     written, studies = [], {}
     for sweep in sweeps:
         rows = store.read_rows(results, sweep)
@@ -249,26 +260,43 @@ def build(
         shown = shown or (None if study is not None else pick_study(rows, budget, dataset))
         if shown is None:
             continue
-        rows = rows[rows["study"] == shown]
-        if classifier_board.is_classifier(rows):  # the augmented classifier's own table
-            written, studies[sweep] = written + classifier_board.build(results, sweep, shown, rows, figures), shown
-            continue
-        table = summarize(rows)
-        csv = out / f"{sweep}.csv"
-        table.insert(0, "study", shown)
-        table.insert(0, "sweep", sweep)
-        atomic_write_text(csv, table.to_csv(index=False))
-        points = rows.drop_duplicates("point").assign(_o=rows["model"].map(MODEL_ORDER).fillna(9))
-        points = points.sort_values(["_o", "variant", "axis_value"], na_position="first")
-        points = [(r["point"], r["variant"], fmt_axis(r["axis_value"])) for _, r in points.iterrows()]
-        shots = pictures_lib.leaderboard_lines(results, sweep, shown, rows["axis"].iloc[0], points)
-        atomic_write_text(out / f"{sweep}.md", markdown(sweep, shown, rows, table, shots))
-        written += [csv, out / f"{sweep}.md"]
-        studies[sweep] = shown
-        if figures:
-            written += figures_lib.plot_sweep(rows, table, results / "figures" / sweep)
+        more = other_datasets(rows, shown) if study is None and dataset is None else []
+        for one in [shown, *more]:
+            name = board_name(rows, sweep, one)
+            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures)
+            studies[name] = one
     written.append(write_index(results))
-    return Built(written, studies)
+    page = experiments.fill(results)  # the tables of <results>/experiments.md, when it has any
+    return Built(written + ([page] if page else []), studies)
+
+
+def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
+    """A study's table and figures name: the sweep's own for the dataset its default table shows (pick_study), else
+    `<sweep>.<dataset>` (ald_stepsize.fashion-mnist), so another dataset's study never replaces the default table."""
+    dataset = rows.loc[rows["study"] == study, "dataset"].iloc[0]
+    primary = rows.loc[rows["study"] == pick_study(rows), "dataset"].iloc[0]
+    return sweep if dataset == primary else f"{sweep}.{dataset}"
+
+
+def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool) -> list[Path]:
+    """One study's table (`<results>/leaderboards/<name>.csv`, `.md`) and figures (`figures/<name>/`)."""
+    if classifier_board.is_classifier(rows):  # the augmented classifier's own table
+        return classifier_board.build(results, sweep, study, rows, figures, name)
+    out = results / "leaderboards"
+    table = summarize(rows)
+    csv = out / f"{name}.csv"
+    table.insert(0, "study", study)
+    table.insert(0, "sweep", sweep)
+    atomic_write_text(csv, table.to_csv(index=False))
+    points = rows.drop_duplicates("point").assign(_o=rows["model"].map(MODEL_ORDER).fillna(9))
+    points = points.sort_values(["_o", "variant", "axis_value"], na_position="first")
+    points = [(r["point"], r["variant"], fmt_axis(r["axis_value"])) for _, r in points.iterrows()]
+    shots = pictures_lib.leaderboard_lines(results, sweep, study, rows["axis"].iloc[0], points)
+    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, shots))
+    written = [csv, out / f"{name}.md"]
+    if figures:
+        written += figures_lib.plot_sweep(rows, table, results / "figures" / name)
+    return written
 
 
 def write_index(results: Path) -> Path:
