@@ -102,3 +102,20 @@ def test_headless_chromium_shows_a_published_study(tmp_path):
             out, err = server.communicate()
             err += "\n(the dashboard did not stop within 120 s of Ctrl-C)"
     assert server.returncode == 0 and "dashboard stopped" in out, err
+
+
+def test_the_augmented_classifiers_study_is_rebuilt_on_its_own_objective(tmp_path):
+    """Its trials minimised the CNN's test error, not a DLVM's validation loss: that is their value."""
+    import optuna
+
+    path, name = tmp_path / "clf.journal", "augmented_classifier.default.mnist"
+    r = bench_cli("dashboard", "augmented_classifier", "--storage", path, "--no-serve", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = store.read_rows(ROOT / "results", "augmented_classifier", name).sort_values("trial")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert study.metric_names == ["clf_test_error"] and "1 - clf_test_acc" in study.user_attrs["objective"]
+    assert len(study.trials) == len(rows) == 15
+    for trial, row in zip(study.trials, rows.to_dict("records")):
+        assert trial.state.name == "COMPLETE" and trial.value == 1.0 - row["clf_test_acc"]
+        assert trial.user_attrs["clf_acc_pgd_0.1"] == row["clf_acc_pgd_0.1"]

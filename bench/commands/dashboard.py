@@ -91,7 +91,7 @@ def frozen_trial(row: dict, params: dict, dists: dict, objective=LOSS):
     """One results-store row as an Optuna FrozenTrial (see the module docstring); objective: LOSS or CLF_ERROR."""
     import optuna
 
-    from bench.registry import EVAL_METRICS
+    from bench.registry import EVAL_METRICS, METRICS
 
     state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
         row["status"], optuna.trial.TrialState.FAIL
@@ -101,7 +101,8 @@ def frozen_trial(row: dict, params: dict, dists: dict, objective=LOSS):
         state = optuna.trial.TrialState.FAIL
     end = dt.datetime.fromisoformat(row["timestamp"]) if row.get("timestamp") else None
     seconds = sum(v for v in (row.get("train_seconds"), row.get("eval_seconds")) if _number(v))
-    attrs = {k: row[k] for k in ATTRS + EVAL_METRICS if k in row and (_number(row[k]) or isinstance(row[k], str))}
+    names = ATTRS + EVAL_METRICS + tuple(m.name for m in METRICS.values() if m.group == "classifier")
+    attrs = {k: row[k] for k in names if k in row and (_number(row[k]) or isinstance(row[k], str))}
     return optuna.trial.FrozenTrial(
         number=int(row["trial"]),
         state=state,
