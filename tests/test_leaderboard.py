@@ -240,7 +240,10 @@ def test_the_experiments_page_tables_are_filled_from_the_rows_and_its_prose_kept
         + "<!-- table sweep=toy metrics=no_such_metric -->\n<!-- end table -->\n"
         + "<!-- table sweep=other metrics=test_loglik_ais -->\n<!-- end table -->\ntail\n"
     )
-    leaderboard.build(tmp_path, figures=False)
+    from conftest import bench_cli
+
+    run = bench_cli("leaderboard", "--results", tmp_path, "--no-figures")
+    assert run.returncode == 0 and f"{page}: tables rebuilt" in run.stdout, run.stderr
     text = page.read_text()
     assert text.startswith(prose) and text.endswith("<!-- end table -->\ntail\n") and "stale" not in text
     half = 4.302652729911275 * np.std([-100.0, -101.0, -103.0], ddof=1) / math.sqrt(3)

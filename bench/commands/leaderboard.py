@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.results import leaderboard, store
+    from bench.results import experiments, leaderboard, store
 
     base = store.parquet_dir(args.results)
     if not base.is_dir():
@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"no rows of {wanted} in {base}")
     for sweep, study in built.studies.items():
         print(f"{Path(args.results) / 'leaderboards' / sweep}.md: study {study}")
+    page = experiments.fill(args.results)  # the tables of <results>/experiments.md, when it has any
+    if page is not None:
+        print(f"{page}: tables rebuilt")
     n_figures = sum(p.suffix == ".png" for p in built.paths)
     print(f"index: {Path(args.results) / 'leaderboards' / 'README.md'}; {n_figures} figures")
     return 0

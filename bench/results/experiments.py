@@ -1,4 +1,5 @@
-"""The tables of ``<results>/experiments.md``, filled from the results store by ``python -m bench leaderboard``.
+"""The tables of ``<results>/experiments.md``, filled from the results store by ``python -m bench leaderboard``
+(bench/commands/leaderboard.py, after the leaderboards).
 
 The page's prose is written by hand; its tables are not. Each is a block between two HTML comments,
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from bench.registry import METRICS
 from bench.results import classifier_board, store
+from bench.results.studies import pick_study
 from lae.utils import atomic_write_text
 
 BLOCK = re.compile(r"(<!-- table (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
@@ -60,7 +62,7 @@ def render(results: Path, args: dict[str, str]) -> str:
 
     sweep, metrics = args["sweep"], args["metrics"].split(",")
     rows = store.read_rows(results, sweep)
-    study = leaderboard.pick_study(rows) if not rows.empty else None
+    study = pick_study(rows) if not rows.empty else None
     if study is None:
         return f"*No rows yet: run `python -m bench sweep {sweep} --budget default --workers 2`.*\n"
     rows = rows[rows["study"] == study]

@@ -29,10 +29,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bench.registry import BUDGETS, DATASETS, METRICS, MODELS, Metric
-from bench.results import classifier_board, experiments, store
+from bench.registry import METRICS, MODELS, Metric
+from bench.results import classifier_board, store
 from bench.results import figures as figures_lib
 from bench.results import pictures as pictures_lib
+from bench.results.studies import board_name, other_datasets, pick_study
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
@@ -46,7 +47,6 @@ SECTIONS = {
 }
 # The table's metric columns: section by section, registry order within a section.
 COLUMNS: tuple[Metric, ...] = tuple(m for section in SECTIONS for m in METRICS.values() if m.section == section)
-BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
 MODEL_ORDER = {m: i for i, m in enumerate(sorted(MODELS, key=lambda m: m != "lae"))}  # lae, then the registry's order
 
 
@@ -64,26 +64,6 @@ def mean_ci(values) -> tuple[float, float, int]:
     if len(v) == 1:
         return float(v[0]), math.nan, 1
     return float(v.mean()), t_quantile(0.975, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v)), len(v)
-
-
-def pick_study(rows: pd.DataFrame, budget: str | None = None, dataset: str | None = None) -> str | None:
-    """The study a sweep's leaderboard shows (see the module docstring); None when no row matches."""
-    rows = rows if budget is None else rows[rows["budget"] == budget]
-    rows = rows if dataset is None else rows[rows["dataset"] == dataset]
-    if rows.empty:
-        return None
-    counts = rows.groupby(["study", "budget", "dataset"]).size().reset_index(name="n")
-    counts["rank"] = counts["budget"].map(BUDGET_RANK).fillna(9)
-    counts["order"] = counts["dataset"].map({d: i for i, d in enumerate(DATASETS)}).fillna(len(DATASETS))
-    return counts.sort_values(["rank", "order", "n"], ascending=[True, True, False]).iloc[0]["study"]
-
-
-def other_datasets(rows: pd.DataFrame, shown: str) -> list[str]:
-    """The studies beside `shown` at its budget on other datasets (each gets its own table, `<sweep>.<dataset>`),
-    one per dataset (pick_study), in the registry's dataset order."""
-    first = rows[rows["study"] == shown].iloc[0]
-    same = rows[(rows["budget"] == first["budget"]) & (rows["dataset"] != first["dataset"])]
-    return [pick_study(same, dataset=d) for d in DATASETS if d in set(same["dataset"])]
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -266,16 +246,7 @@ def build(
             written += _board(results, sweep, one, rows[rows["study"] == one], name, figures)
             studies[name] = one
     written.append(write_index(results))
-    page = experiments.fill(results)  # the tables of <results>/experiments.md, when it has any
-    return Built(written + ([page] if page else []), studies)
-
-
-def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
-    """A study's table and figures name: the sweep's own for the dataset its default table shows (pick_study), else
-    `<sweep>.<dataset>` (ald_stepsize.fashion-mnist), so another dataset's study never replaces the default table."""
-    dataset = rows.loc[rows["study"] == study, "dataset"].iloc[0]
-    primary = rows.loc[rows["study"] == pick_study(rows), "dataset"].iloc[0]
-    return sweep if dataset == primary else f"{sweep}.{dataset}"
+    return Built(written, studies)
 
 
 def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool) -> list[Path]:

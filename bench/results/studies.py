@@ -1,0 +1,37 @@
+"""Which study of a sweep a leaderboard shows, and the name its table gets (bench.results.leaderboard's docstring)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.registry import BUDGETS, DATASETS
+
+BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
+
+
+def pick_study(rows: pd.DataFrame, budget: str | None = None, dataset: str | None = None) -> str | None:
+    """The study a sweep's leaderboard shows (see the module docstring); None when no row matches."""
+    rows = rows if budget is None else rows[rows["budget"] == budget]
+    rows = rows if dataset is None else rows[rows["dataset"] == dataset]
+    if rows.empty:
+        return None
+    counts = rows.groupby(["study", "budget", "dataset"]).size().reset_index(name="n")
+    counts["rank"] = counts["budget"].map(BUDGET_RANK).fillna(9)
+    counts["order"] = counts["dataset"].map({d: i for i, d in enumerate(DATASETS)}).fillna(len(DATASETS))
+    return counts.sort_values(["rank", "order", "n"], ascending=[True, True, False]).iloc[0]["study"]
+
+
+def other_datasets(rows: pd.DataFrame, shown: str) -> list[str]:
+    """The studies beside `shown` at its budget on other datasets (each gets its own table, `<sweep>.<dataset>`),
+    one per dataset (pick_study), in the registry's dataset order."""
+    first = rows[rows["study"] == shown].iloc[0]
+    same = rows[(rows["budget"] == first["budget"]) & (rows["dataset"] != first["dataset"])]
+    return [pick_study(same, dataset=d) for d in DATASETS if d in set(same["dataset"])]
+
+
+def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
+    """A study's table and figures name: the sweep's own for the dataset its default table shows (pick_study), else
+    `<sweep>.<dataset>` (ald_stepsize.fashion-mnist), so another dataset's study never replaces the default table."""
+    dataset = rows.loc[rows["study"] == study, "dataset"].iloc[0]
+    primary = rows.loc[rows["study"] == pick_study(rows), "dataset"].iloc[0]
+    return sweep if dataset == primary else f"{sweep}.{dataset}"
