@@ -18,6 +18,7 @@ from conftest import ROOT, bench_cli, terminal_sigint
 from bench.results import store
 
 STUDY = "ald_stepsize.default.mnist"  # a published study: its rows are committed under results/parquet/
+FASHION = "ald_stepsize.default.fashion-mnist"  # the same sweep's other published study
 
 
 def test_rebuilt_studies_hold_every_committed_row(tmp_path):
@@ -29,7 +30,9 @@ def test_rebuilt_studies_hold_every_committed_row(tmp_path):
     assert f"optuna-dashboard {path}" in r.stdout
     rows = store.read_rows(ROOT / "results", "ald_stepsize", STUDY).sort_values("trial")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [STUDY]
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == sorted({STUDY} | set(store.read_rows(ROOT / "results", "ald_stepsize")["study"]))  # every dataset
+    assert len(optuna.load_study(study_name=FASHION, storage=storage).trials) == 27
     trials = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert len(trials) == len(rows) == 27
     for trial, row in zip(trials, rows.to_dict("records")):
@@ -61,7 +64,7 @@ def test_headless_chromium_shows_a_published_study(tmp_path):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed: pip install optuna-dashboard")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench", "dashboard", "ald_stepsize", "--port", "0"],
+        [sys.executable, "-m", "bench", "dashboard", STUDY, "--port", "0"],
         cwd=ROOT,
         env=env,
         preexec_fn=terminal_sigint,
