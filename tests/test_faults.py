@@ -389,7 +389,10 @@ def test_a_storage_outage_stops_the_sweep_in_one_line_and_the_rerun_finishes(tin
             return any(t.state.name == "RUNNING" and t.params for t in study.trials)
 
         try:
-            assert wait_for(training, timeout=300, interval=0.2), "no trial ever ran"
+            seen = wait_for(lambda: training() or proc.poll() is not None, timeout=300, interval=0.2)
+            if proc.poll() is not None:  # ended before a trial was seen running: say how
+                raise AssertionError(f"the sweep ended (exit {proc.returncode}) first: {proc.stderr.read()}")
+            assert seen, "no trial seen running within 300 s"
             server.stop()
             out, err = proc.communicate(timeout=300)
         finally:
