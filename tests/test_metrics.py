@@ -213,3 +213,6 @@ def test_cli_writes_json_with_the_documented_keys(tmp_path, digits_checkpoint):
     assert set(record["units"]) == set(record["metrics"])
     assert record["metrics"]["test_images"] == 50 and record["metrics"]["test_bpd_ais"] is None
     assert "test_loglik_ais" in proc.stdout and "nats per image" in proc.stdout
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert record["provenance"]["git_commit"].removesuffix("+dirty") == (head or "unknown")
+    assert record["provenance"]["torch_version"] == torch.__version__ and record["provenance"]["machine"]

@@ -247,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
     if health:
         print(health)  # again below the table, on stdout: part of the report
     if args.out is not None:
+        from bench.sweep.provenance import provenance
+
         payload = {
             "checkpoint": str(args.checkpoint),
             "config": config.to_dict(),
@@ -254,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
             "metrics": {k: (None if math.isnan(v) else v) for k, v in record.items()},
             "units": {k: METRICS[k].meaning for k in record},
+            "provenance": provenance(),  # git commit (+dirty), library versions, machine: as a sweep row's
         }
         atomic_write_text(args.out, json.dumps(payload, indent=2, allow_nan=False) + "\n")
         print(f"written: {args.out}", file=sys.stderr)
