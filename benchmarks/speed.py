@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.sweep.provenance import machine
 from lae.config import RunConfig
 from lae.train import make_optimizer, new_model, seed_everything
 from lae.utils import atomic_write_text
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
             rounds=args.rounds,
             repeats=args.repeats,
             torch=torch.__version__,
-            machine=platform.processor() or platform.machine(),
+            machine=machine(),
             omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
         )
         atomic_write_text(args.json, json.dumps(table, indent=1) + "\n")

@@ -5,8 +5,9 @@
     state = robbins_monro(state, acceptance, target)   # or sign_rule(state, acceptance, target)
     step_size = final(state)
 
-- robbins_monro (LAE, once per minibatch, from the MH acceptance of that minibatch's ALD steps, a float):
-  log step_size += rate * (acceptance - target), rate ROBBINS_MONRO_RATE; a scalar state, its step a python float.
+- robbins_monro (LAE, once per minibatch, from the MH acceptance of that minibatch's ALD steps, a 0-d tensor):
+  log step_size += rate * (acceptance - target), rate ROBBINS_MONRO_RATE; a scalar state, its step a 0-d float64
+  tensor on the state's device (nothing is read back to the host: `final` does that, for reporting).
 - sign_rule (AIS, once per HMC transition, per image, from the acceptance (N,) averaged over that image's chains):
   log step_size += rate * sign(acceptance - target), rate SIGN_RATE. The step is multiplied by exp of the move
   rather than recomputed from the log, so it stays the initial step times a product of factors (the arithmetic
@@ -18,7 +19,6 @@ past, so every transition still leaves its target invariant (AIS); for LAE the s
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -29,12 +29,12 @@ SIGN_RATE = 0.05  # log step_size moves by this per update (AIS: per transition)
 
 class AdaptationState(NamedTuple):
     log_step_size: torch.Tensor  # () or (N,): the log of the step size, the quantity the rules move
-    step_size: torch.Tensor | float  # the step the kernel uses now: exp(log_step_size), rounded as each rule says
+    step_size: torch.Tensor  # the step the kernel uses now: exp(log_step_size), rounded as each rule says
 
 
-def _exp(log_step_size: torch.Tensor) -> torch.Tensor | float:
-    """exp of a log step size: a python float (double precision) for a scalar, else a tensor of its dtype."""
-    return math.exp(float(log_step_size)) if log_step_size.dim() == 0 else log_step_size.exp()
+def _exp(log_step_size: torch.Tensor) -> torch.Tensor:
+    """exp of a log step size: in double precision for a scalar (0-d float64, on its device), else in its dtype."""
+    return log_step_size.double().exp() if log_step_size.dim() == 0 else log_step_size.exp()
 
 
 def init(log_step_size: torch.Tensor, step_size: torch.Tensor | None = None) -> AdaptationState:
@@ -44,11 +44,13 @@ def init(log_step_size: torch.Tensor, step_size: torch.Tensor | None = None) -> 
 
 
 def robbins_monro(
-    state: AdaptationState, acceptance: float, target: float, rate: float = ROBBINS_MONRO_RATE
+    state: AdaptationState, acceptance: torch.Tensor | float, target: float, rate: float = ROBBINS_MONRO_RATE
 ) -> AdaptationState:
-    """log step_size += rate * (acceptance - target), in the dtype of the state (LAE: float32); the step is
-    recomputed as exp of the new log step size."""
-    log_step_size = state.log_step_size + rate * (acceptance - target)
+    """log step_size += rate * (acceptance - target): the move computed in double precision and rounded to the
+    state's dtype (LAE: float32); the step is recomputed as exp of the new log step size. Never reads a tensor."""
+    log = state.log_step_size
+    move = rate * (torch.as_tensor(acceptance, dtype=torch.float64, device=log.device) - target)
+    log_step_size = log + move.to(log.dtype)
     return AdaptationState(log_step_size, _exp(log_step_size))
 
 
@@ -62,5 +64,5 @@ def sign_rule(
 
 
 def final(state: AdaptationState) -> torch.Tensor | float:
-    """The step size to use: a float for a scalar state, (N,) for a per-image one."""
-    return state.step_size
+    """The step size to use: a python float for a scalar state (read from the device), (N,) for a per-image one."""
+    return float(state.step_size) if state.step_size.dim() == 0 else state.step_size

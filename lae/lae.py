@@ -96,16 +96,11 @@ class LAE(LatentModel):
         energy_fn = mala.ald_energy(self.trunk(x), lambda z: self.energy_z(x, z), on_eval)
         state = mala.init(self.phi, energy_fn)
         infos = []
-        step_size = self._step_tensor()
+        step_size = adaptation.init(self.log_step_size).step_size  # 0-d, on the device: nothing read back
         for _ in range(c.n_steps):
             state, info = mala.step(generator, state, energy_fn, step_size, c.mh)
             infos.append(info)
         return state, infos
-
-    def _step_tensor(self) -> torch.Tensor:
-        """The step size in use as a 0-d float64 tensor on the model's device: exp of `log_step_size` in double
-        precision, as `step_size` computes it, without reading it back to the host."""
-        return self.log_step_size.double().exp()
 
     def loss(self, x, generator):
         """Training: the mean energy over the chains' states after steps 1..T (nats per image), to train the
@@ -120,11 +115,11 @@ class LAE(LatentModel):
             mean_energy = torch.stack([i.energy for i in infos]).mean() / n
             return mean_energy, {"accept": accept}
         loss = self._held_energy(evals, infos, skip_unused=x.device.type == "cpu") / (c.n_steps * c.n_chains * n)
-        log_step = self.log_step_size
-        if c.target_accept is not None:  # adaptation.robbins_monro's arithmetic, on the device
-            log_step = log_step + (adaptation.ROBBINS_MONRO_RATE * (accept.double() - c.target_accept)).float()
-        self._proposed = _Proposed(state.position, log_step)
-        return loss, {"accept": accept, "step_size": log_step.double().exp()}
+        step = adaptation.init(self.log_step_size)
+        if c.target_accept is not None:
+            step = adaptation.robbins_monro(step, accept, c.target_accept)
+        self._proposed = _Proposed(state.position, step.log_step_size)
+        return loss, {"accept": accept, "step_size": step.step_size}
 
     def _held_energy(self, evals: list[torch.Tensor], infos: list[mala.MALAInfo], skip_unused: bool) -> torch.Tensor:
         """Sum over steps t = 1..T and chains of the energy of the evaluation each chain holds after step t (with

@@ -142,17 +142,18 @@ def rebuild(results: Path, studies: list[tuple[str, str]], storage) -> list[tupl
     """Create each (sweep, study) in `storage` from its rows under results/parquet; -> [(study, trials)]."""
     import optuna
 
-    from bench.results import store
+    from bench.results import classifier_board, store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = []
     for sweep, name in studies:
-        records = store.read_rows(results, sweep, name).sort_values("trial").to_dict("records")
+        rows = store.read_rows(results, sweep, name).sort_values("trial")
+        records = rows.to_dict("records")
         if not records:
             continue
         params = [json.loads(r["params"]) for r in records]
         dists = distributions(params)
-        objective = CLF_ERROR if any("n_augment" in r for r in records) else LOSS  # classifier_board.is_classifier
+        objective = CLF_ERROR if classifier_board.is_classifier(rows) else LOSS
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -149,10 +149,14 @@ def check_cache(directory: Path | None = None) -> None:
         with open(directory / f".write-check-{os.getpid()}", "w") as probe:
             os.unlink(probe.name)
     except OSError as exc:
-        raise BenchError(
-            f"cannot write the feature classifier cache {directory}: {exc.strerror or exc}; "
-            f"set {CACHE_ENV} to a writable directory"
-        ) from None
+        raise _cache_error(directory, exc) from None
+
+
+def _cache_error(directory: Path, exc: OSError) -> BenchError:
+    return BenchError(
+        f"cannot write the feature classifier cache {directory}: {exc.strerror or exc}; "
+        f"set {CACHE_ENV} to a writable directory"
+    )
 
 
 def load_classifier(
@@ -180,10 +184,7 @@ def load_classifier(
                 with atomic_path(path) as tmp:
                     torch.save(record, tmp)
     except OSError as exc:
-        raise BenchError(
-            f"cannot write the feature classifier cache {directory}: {exc.strerror or exc}; "
-            f"set {CACHE_ENV} to a writable directory"
-        ) from None
+        raise _cache_error(directory, exc) from None
     net = FeatureNet(dataset.image_shape[0], dataset.n_classes)
     net.load_state_dict(record["state"])
     net.eval().requires_grad_(False)

@@ -7,7 +7,7 @@ The page's prose is written by hand; its tables are not. Each is a block between
     ... (rewritten on every build)
     <!-- end table -->
 
-whose opening comment says what to show: the sweep (its leaderboard's study: bench.results.leaderboard.pick_study),
+whose opening comment says what to show: the sweep (its leaderboard's study: bench.results.studies.pick_study),
 the metrics (registry names), optionally `values=` (the swept values kept; comma-separated; the baselines, which have
 no swept value, are always kept), `percent=1` (fractions as percentages) and `versus=none` (the augmented
 classifier's difference to the plain CNN, with Welch's p). One row per model variant and swept value, each metric as
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.registry import METRICS
-from bench.results import classifier_board, store
+from bench.results import classifier_board, leaderboard, store
 from bench.results.studies import pick_study
 from lae.utils import atomic_write_text
 
@@ -58,8 +58,6 @@ def cell(mean: float, ci: float, percent: bool) -> str:
 
 def render(results: Path, args: dict[str, str]) -> str:
     """The markdown table one block asks for (see the module docstring)."""
-    from bench.results import leaderboard
-
     sweep, metrics = args["sweep"], args["metrics"].split(",")
     rows = store.read_rows(results, sweep)
     study = pick_study(rows) if not rows.empty else None
@@ -81,8 +79,7 @@ def render(results: Path, args: dict[str, str]) -> str:
     lines = [f"Study `{study}` (rows: `results/parquet/{sweep}/`; table: `results/leaderboards/{sweep}.md`).", ""]
     lines += ["| " + " | ".join(head) + " |", "|---|---|---:|" + "---:|" * (len(head) - 3)]
     for _, r in table.iterrows():
-        value = leaderboard.fmt_axis(r["axis_value"]) if r["axis_value"] == r["axis_value"] else "—"
-        cells = [r["variant"], value, str(int(r["n_seeds"]))]
+        cells = [r["variant"], leaderboard.fmt_axis(r["axis_value"]), str(int(r["n_seeds"]))]
         cells += [cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent) for m in metrics]
         if versus:
             zero = r["axis_value"] == 0
