@@ -261,3 +261,20 @@ def test_impossible_data_sizes_are_one_line_before_any_worker_starts(tmp_path):
     line = _one_line_error(bench_cli("sweep", "ald_stepsize", "--dataset", "digits", "--results", tmp_path / "r"))
     assert "train_size=2000" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_first_runs_the_named_points_before_the_others(tiny_spec, tmp_path):
+    """--first: the VAE's seeds, then the LAE point at step 1e-3, then the rest (one worker: trial order is run order);
+    a name that selects no point, or a tuning sweep, is one line before anything trains."""
+    spec = tiny_spec()
+    sweep.run_sweep(str(spec), "smoke", results=tmp_path / "r", progress=False, first=("vae", "lae step_size=0.001"))
+    study = optuna.load_study(
+        study_name="tiny.smoke.digits", storage=sweep.open_storage(sweep.default_storage(tmp_path / "r", "tiny"))
+    )
+    order = [t.params["point"] for t in sorted(study.trials, key=lambda t: t.number)]
+    assert order == ["vae"] * 2 + ["lae step_size=0.001"] * 2 + ["lae step_size=0.0001"] * 2
+    line = _one_line_error(bench_cli("sweep", spec, "--first", "vae,nope", "--results", tmp_path / "s"))
+    assert "--first 'nope' names no point of tiny" in line and "lae step_size=0.0001, lae step_size=0.001, vae" in line
+    assert not (tmp_path / "s").exists()
+    line = _one_line_error(bench_cli("sweep", "ald_stepsize_tune", "--first", "lae", "--results", tmp_path / "s"))
+    assert "tuning sweep" in line

@@ -4,6 +4,7 @@ python -m bench sweep ald_stepsize --budget smoke                  # local journ
 python -m bench sweep chain_count --workers 2                       # two processes, one core each
 python -m bench sweep latent_dim --storage postgresql://u:pw@host/db   # same command on every machine
 python -m bench sweep ald_stepsize --budget default --reproduce     # rerun and compare with the committed parquet
+python -m bench sweep paper_mnist --budget default --first lae,vae  # LAE's seeds, then the VAE's, then the rest
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="override the spec's dataset")
     parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA)")
+    parser.add_argument(
+        "--first",
+        type=_names,
+        default=(),
+        help="comma-separated grid point labels or model names (lae selects every lae point) to run before the "
+        "others, in this order; trials already queued (a dead worker's, to rerun) still go first",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no line per finished trial")
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild this sweep's leaderboard")
     parser.add_argument(
@@ -44,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rerun the sweep in a scratch directory and compare, per metric, with RESULTS' parquet",
     )
+
+
+def _names(text: str) -> tuple:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated point labels or model names")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +83,7 @@ def _sweep(args: argparse.Namespace) -> int:
         args.data_dir,
         progress=not args.no_progress,
         threads=args.threads,
+        first=args.first,
     )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items())) or "no trials"
     print(

@@ -22,7 +22,7 @@ from bench.sweep.spec import Budget, Spec, load_spec
 from bench.sweep.storage import default_storage, open_storage
 from bench.sweep.study import count_trials, create_study, reap_stale, study_name
 from bench.sweep.trial import metric_settings
-from bench.sweep.worker import Job, run_worker
+from bench.sweep.worker import Job, matches, run_worker
 from lae.config import RunConfig
 
 
@@ -45,17 +45,19 @@ def run_sweep(
     progress: bool = True,
     sweeps_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    first: tuple = (),
 ) -> dict:
     """Run (or resume) one sweep with ``workers`` processes on this machine, torch threads divided between them
-    (``threads`` per worker overrides: default max(1, cores // workers)). ``sweeps_dir``: where a sweep name is
-    looked up (default: bench.sweep.paths.sweeps_dir()). Returns the summary (``summarize``). BenchError (one line)
-    when a worker stopped on an error or a grid point is left without a row."""
+        (``threads`` per worker overrides: default max(1, cores // workers)); ``first``: grid point labels or model names to
+    run before the others, in this order (bench.sweep.worker.pick). ``sweeps_dir``: where a sweep name is
+        looked up (default: bench.sweep.paths.sweeps_dir()). Returns the summary (``summarize``). BenchError (one line)
+        when a worker stopped on an error or a grid point is left without a row."""
     if not isinstance(workers, int) or workers < 1:
         raise BenchError(f"--workers must be a positive integer, got {workers!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise BenchError(f"--threads must be a positive integer, got {threads!r}")
     spec = load_spec(name, sweeps_dir)
-    spec.budget(budget)
+    _check_first(spec, spec.budget(budget), first)
     dataset = dataset or spec.dataset
     RunConfig(dataset=dataset).validate()
     results = Path(results)
@@ -75,7 +77,7 @@ def run_sweep(
     remove_orphaned_temp_rows(results)  # temp files of killed writers (each worker does it too)
     threads = threads or max(1, cpu_count() // workers)
     jobs = [
-        Job(str(spec.path), budget, storage, str(results), dataset, data_dir, threads, i, progress)
+        Job(str(spec.path), budget, storage, str(results), dataset, data_dir, threads, i, progress, tuple(first))
         for i in range(workers)
     ]
     start = time.perf_counter()
@@ -92,6 +94,18 @@ def run_sweep(
     for line in killed:
         print(f"warning: {line}; the other worker(s) took over its trial", file=sys.stderr, flush=True)
     return summary
+
+
+def _check_first(spec: Spec, budget: Budget, first: tuple) -> None:
+    """Every ``--first`` name selects a grid point of this budget (one line naming the labels otherwise)."""
+    if not first:
+        return
+    if spec.kind != "grid":
+        raise BenchError(f"--first orders a grid's points; {spec.name} is a tuning sweep")
+    labels = [p.label for p in spec.points(budget)]
+    for name in first:
+        if not any(matches(label, name) for label in labels):
+            raise BenchError(f"--first {name!r} names no point of {spec.name}; its points: {', '.join(labels)}")
 
 
 def _has_work(spec: Spec, budget: str, storage: str, dataset: str, results: Path) -> bool:

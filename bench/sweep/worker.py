@@ -2,9 +2,9 @@
 (``run_worker``).
 
 A grid worker enqueues one unfinished grid point (chosen at random among those no live trial holds, so workers spread
-out) whenever the queue is empty, then asks for a trial and claims it at once (bench.sweep.study). After the params
-are suggested it checks them: a point already done or held by any other live trial is a duplicate, failed without
-training. Two workers that picked the same point both write its params before checking, so at most one of them can
+out; among the points ``--first`` names first, if any of them is unfinished: ``pick``) whenever the queue is empty,
+then asks for a trial and claims it at once (bench.sweep.study). After the params are suggested it checks them: a
+point already done or held by any other live trial is a duplicate, failed without training. Two workers that picked the same point both write its params before checking, so at most one of them can
 miss the other: never both train it (both may yield; a random pause then lets one go first). The row is written before
 Optuna is told, so a kill between the two loses nothing and the point is not run again (its row counts). When nothing
 is left but trials that other live workers run, the worker waits for them, and takes over any whose worker dies."""
@@ -42,11 +42,28 @@ class Job:
     threads: int  # torch intra-op threads
     worker: int = 0  # index among this machine's workers
     progress: bool = True  # print one line per finished trial
+    first: tuple = ()  # grid point labels (or label prefixes, e.g. "lae") to run before the others, in this order
 
 
 def poll_seconds() -> float:
     """How often a worker with nothing left to start looks again at the trials other workers run."""
     return min(1.0, float(os.environ.get("LAE_BENCH_HEARTBEAT_S", 20)))
+
+
+def matches(label: str, name: str) -> bool:
+    """Whether ``--first`` name ``name`` selects the grid point ``label``: the label itself, or its model part
+    (``lae`` selects ``lae step_size=1e-06`` and ``lae adaptive``)."""
+    return label == name or label.startswith(name + " ")
+
+
+def pick(remaining: list[str], first: tuple, rng: random.Random) -> str:
+    """The params key to enqueue: at random among the unfinished trials of the earliest name in ``first`` that has
+    any, else among all of ``remaining`` (params keys, bench.sweep.study.params_key)."""
+    for name in first:
+        mine = [k for k in remaining if matches(json.loads(k)["point"], name)]
+        if mine:
+            return rng.choice(mine)
+    return rng.choice(remaining)
 
 
 def run_worker(job: Job) -> int:
@@ -78,7 +95,7 @@ def run_worker(job: Job) -> int:
             time.sleep(poll_seconds())  # other workers' trials: wait, and take over any whose worker dies
             continue
         if spec.kind == "grid" and now.remaining and not now.waiting:
-            study.enqueue_trial(json.loads(rng.choice(now.remaining)))
+            study.enqueue_trial(json.loads(pick(now.remaining, job.first, rng)))
         with asking(study):
             trial = study.ask()
             claim(trial, job.worker)
