@@ -252,7 +252,21 @@ def test_the_experiments_page_tables_are_filled_from_the_rows_and_its_prose_kept
     assert "*Bad table comment: unknown metric(s) no_such_metric.*" in text
     assert "*No rows yet: run `python -m bench sweep other --budget default --workers 2`.*" in text
     again = page.read_text()
-    assert experiments.fill(tmp_path) == page and page.read_text() == again  # idempotent
+    assert experiments.fill(tmp_path) == [page] and page.read_text() == again  # idempotent
     page.write_text(prose)  # no table blocks: left alone
-    assert experiments.fill(tmp_path) is None and page.read_text() == prose
-    assert experiments.fill(tmp_path / "nowhere") is None
+    assert experiments.fill(tmp_path) == [] and page.read_text() == prose
+    assert experiments.fill(tmp_path / "nowhere") == []
+
+    readme = tmp_path / "README.md"  # results/README.md: the paper study's table, against the VAE, published numbers
+    readme.write_text(
+        "<!-- table sweep=toy metrics=test_loglik_ais values=0.001 digits=3 versus=vae paper=vae:-98±1,lae:-90 -->\n"
+        "<!-- end table -->\n"
+    )
+    assert experiments.fill(tmp_path) == [readme]
+    text = readme.read_text()
+    from scipy.stats import ttest_ind
+
+    p = ttest_ind([-90.0, -91.0, -92.0], [-99.0, -99.5, -100.0], equal_var=False).pvalue
+    assert "| model | step_size | seeds | the paper | test_loglik_ais | test_loglik_ais vs vae |" in text
+    assert f"| lae | 0.001 | 3 | -90 | -91.000 ± 2.484 | +8.500 (p {p:.2g}) |" in text
+    assert "| vae | — | 3 | -98 ± 1 | -99.500 ± 1.242 | — |" in text

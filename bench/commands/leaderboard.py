@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"no rows of {wanted} in {base}")
     for sweep, study in built.studies.items():
         print(f"{Path(args.results) / 'leaderboards' / sweep}.md: study {study}")
-    page = experiments.fill(args.results)  # the tables of <results>/experiments.md, when it has any
-    if page is not None:
+    for page in experiments.fill(args.results):  # the tables of <results>/experiments.md and README.md, if any
         print(f"{page}: tables rebuilt")
     n_figures = sum(p.suffix == ".png" for p in built.paths)
     print(f"index: {Path(args.results) / 'leaderboards' / 'README.md'}; {n_figures} figures")

@@ -1,5 +1,5 @@
-"""The tables of ``<results>/experiments.md``, filled from the results store by ``python -m bench leaderboard``
-(bench/commands/leaderboard.py, after the leaderboards).
+"""The tables of ``<results>/experiments.md`` and ``<results>/README.md`` (``PAGES``), filled from the results store
+by ``python -m bench leaderboard`` (bench/commands/leaderboard.py, after the leaderboards).
 
 The page's prose is written by hand; its tables are not. Each is a block between two HTML comments,
 
@@ -7,11 +7,13 @@ The page's prose is written by hand; its tables are not. Each is a block between
     ... (rewritten on every build)
     <!-- end table -->
 
-whose opening comment says what to show: the sweep (its leaderboard's study: bench.results.studies.pick_study),
-the metrics (registry names), optionally `values=` (the swept values kept; comma-separated; the baselines, which have
-no swept value, are always kept), `percent=1` (fractions as percentages) and `versus=none` (the augmented
-classifier's difference to the plain CNN, with Welch's p). One row per model variant and swept value, each metric as
-mean ± the half-width of its 95% interval over the seeds (t with n - 1 degrees of freedom), as in the leaderboards. A
+whose opening comment says what to show: the sweep (its leaderboard's study: bench.results.studies.pick_study), the
+metrics (registry names), optionally `values=` (the swept values kept; comma-separated; the baselines, which have no
+swept value, are always kept), `percent=1` (fractions as percentages), `digits=N` (decimals; default 2, or 3 below 1),
+`versus=none` (the augmented classifier's difference to the plain CNN, with Welch's p), `versus=VARIANT` (in a grid
+sweep: each row's difference to that variant, with Welch's p over the seeds) and `paper=variant:value,...` (a first
+column of published numbers, as given, e.g. `lae:1.177±0.001`). One row per model variant and swept value, each metric
+as mean ± the half-width of its 95% interval over the seeds (t with n - 1 degrees of freedom), as in the leaderboards. A
 block whose sweep has no rows says so. A page without blocks is left alone.
 """
 
@@ -22,12 +24,15 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench.registry import METRICS
 from bench.results import classifier_board, leaderboard, store
 from bench.results.studies import pick_study
+from bench.results.verdict import welch_p
 from lae.utils import atomic_write_text
 
+PAGES = ("experiments.md", "README.md")
 BLOCK = re.compile(r"(<!-- table (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 
@@ -44,14 +49,18 @@ def parse(args: str) -> dict[str, str]:
     unknown = [m for m in out["metrics"].split(",") if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}")
+    if not out.get("digits", "0").isdigit():
+        raise ValueError(f"digits= takes a whole number, got {out['digits']!r}")
+    if any(":" not in item for item in out.get("paper", ":").split(",")):
+        raise ValueError(f"paper= takes variant:value pairs, got {out['paper']!r}")
     return out
 
 
-def cell(mean: float, ci: float, percent: bool) -> str:
+def cell(mean: float, ci: float, percent: bool, digits: int | None = None) -> str:
     if mean is None or not np.isfinite(mean):
         return "—"
     k = 100.0 if percent else 1.0
-    digits = 2 if percent or abs(mean) >= 1 else 3
+    digits = digits if digits is not None else 2 if percent or abs(mean) >= 1 else 3
     text = f"{k * mean:.{digits}f}"
     return text + (f" ± {k * ci:.{digits}f}" if ci is not None and np.isfinite(ci) else "")
 
@@ -70,35 +79,62 @@ def render(results: Path, args: dict[str, str]) -> str:
         keep = [float(v) for v in args["values"].split(",")]
         table = table[table["axis_value"].isna() | table["axis_value"].isin(keep) | (table["variant"] == "none")]
     percent = args.get("percent") == "1"
+    digits = int(args["digits"]) if "digits" in args else None
     unit = " (%)" if percent else ""
     axis = rows["axis"].iloc[0]
-    head = ["model", axis, "seeds", *[f"{m}{unit}" for m in metrics]]
+    paper = dict(item.split(":", 1) for item in args["paper"].split(",")) if "paper" in args else None
+    head = ["model", axis, "seeds", *(["the paper"] if paper else []), *[f"{m}{unit}" for m in metrics]]
     versus = args.get("versus") == "none" and classifier
+    other = args.get("versus") if not classifier and args.get("versus") not in (None, "none") else None
     if versus:
         head += [f"{m} vs N = 0" for m in metrics]
+    if other:
+        head += [f"{m} vs {other}" for m in metrics]
     lines = [f"Study `{study}` (rows: `results/parquet/{sweep}/`; table: `results/leaderboards/{sweep}.md`).", ""]
     lines += ["| " + " | ".join(head) + " |", "|---|---|---:|" + "---:|" * (len(head) - 3)]
     for _, r in table.iterrows():
         cells = [r["variant"], leaderboard.fmt_axis(r["axis_value"]), str(int(r["n_seeds"]))]
-        cells += [cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent) for m in metrics]
+        cells += [paper.get(r["variant"], "—").replace("±", " ± ")] if paper else []
+        cells += [cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent, digits) for m in metrics]
         if versus:
             zero = r["axis_value"] == 0
             cells += ["—" if zero else classifier_board.versus_none(rows, r, m) for m in metrics]
+        if other:
+            cells += [versus_variant(rows, r, other, m, digits) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def fill(results: str | Path) -> Path | None:
-    """Rewrite every table block of ``<results>/experiments.md`` from the store; -> the page, or None when it is
-    missing or has no blocks. A malformed block's opening comment is reported in its body, not raised."""
-    page = Path(results) / "experiments.md"
+def versus_variant(rows, r, variant: str, metric: str, digits: int | None) -> str:
+    """'+0.012 (p 0.03)': this row's mean minus ``variant``'s (its baseline row: no swept value), Welch's p over the
+    seeds; '—' for the variant itself or when either side has no value."""
+    ok = rows[rows["status"] == "complete"]
+    same = ok["axis_value"].isna() if pd.isna(r["axis_value"]) else ok["axis_value"] == r["axis_value"]
+    a = ok[(ok["variant"] == r["variant"]) & same][metric].astype(float)
+    b = ok[ok["variant"] == variant][metric].astype(float)
+    if r["variant"] == variant or a.empty or b.empty or not np.isfinite(a.mean() - b.mean()):
+        return "—"
+    p = welch_p(a, b)
+    d = a.mean() - b.mean()
+    text = f"{d:+.{digits if digits is not None else 2 if abs(d) >= 1 else 3}f}"
+    return text + (f" (p {p:.2g})" if np.isfinite(p) else " (one seed: no test)")
+
+
+def fill(results: str | Path) -> list[Path]:
+    """Rewrite every table block of each page of ``PAGES`` under ``results`` from the store; -> the pages rewritten or
+    already current (a missing page or one without blocks is left out). A malformed block's opening comment is
+    reported in its body, not raised."""
+    return [page for name in PAGES if (page := _fill_page(Path(results) / name)) is not None]
+
+
+def _fill_page(page: Path) -> Path | None:
     if not page.is_file():
         return None
     text = page.read_text()
 
     def one(match: re.Match) -> str:
         try:
-            body = render(Path(results), parse(match["args"]))
+            body = render(page.parent, parse(match["args"]))
         except ValueError as exc:
             body = f"*Bad table comment: {exc}.*\n"
         return match.group(1) + body + match.group(4)

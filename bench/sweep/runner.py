@@ -48,10 +48,10 @@ def run_sweep(
     first: tuple = (),
 ) -> dict:
     """Run (or resume) one sweep with ``workers`` processes on this machine, torch threads divided between them
-        (``threads`` per worker overrides: default max(1, cores // workers)); ``first``: grid point labels or model names to
-    run before the others, in this order (bench.sweep.worker.pick). ``sweeps_dir``: where a sweep name is
-        looked up (default: bench.sweep.paths.sweeps_dir()). Returns the summary (``summarize``). BenchError (one line)
-        when a worker stopped on an error or a grid point is left without a row."""
+    (``threads`` per worker overrides: default max(1, cores // workers)); ``first``: grid point labels or model names to
+    run before the others, in this order (bench.sweep.worker.pick). ``sweeps_dir``: where a sweep name is looked up
+    (default: bench.sweep.paths.sweeps_dir()). Returns the summary (``summarize``). BenchError (one line) when a worker
+    stopped on an error or a grid point is left without a row."""
     if not isinstance(workers, int) or workers < 1:
         raise BenchError(f"--workers must be a positive integer, got {workers!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):

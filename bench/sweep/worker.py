@@ -2,12 +2,13 @@
 (``run_worker``).
 
 A grid worker enqueues one unfinished grid point (chosen at random among those no live trial holds, so workers spread
-out; among the points ``--first`` names first, if any of them is unfinished: ``pick``) whenever the queue is empty,
-then asks for a trial and claims it at once (bench.sweep.study). After the params are suggested it checks them: a
-point already done or held by any other live trial is a duplicate, failed without training. Two workers that picked the same point both write its params before checking, so at most one of them can
-miss the other: never both train it (both may yield; a random pause then lets one go first). The row is written before
-Optuna is told, so a kill between the two loses nothing and the point is not run again (its row counts). When nothing
-is left but trials that other live workers run, the worker waits for them, and takes over any whose worker dies."""
+out; among the points ``--first`` names first, if any of them is unfinished: ``pick``) whenever the queue is empty, then
+asks for a trial and claims it at once (bench.sweep.study). After the params are suggested it checks them: a point
+already done or held by any other live trial is a duplicate, failed without training. Two workers that picked the same
+point both write its params before checking, so at most one of them can miss the other: never both train it (both may
+yield; a random pause then lets one go first). The row is written before Optuna is told, so a kill between the two loses
+nothing and the point is not run again (its row counts). When nothing is left but trials that other live workers run,
+the worker waits for them, and takes over any whose worker dies."""
 
 from __future__ import annotations
 
