@@ -77,6 +77,7 @@ class RunConfig:
     batch_size: int = _doc(100, "minibatch size")
     optimizer: str = _doc("adam", "optimizer (adam is fused on the CPU)", choices=OPTIMIZERS)
     lr: float = _doc(1e-3, "learning rate")
+    momentum: float = _doc(0.9, "SGD momentum (optimizer sgd; the official LAE code's plain SGD: 0)")
     seed: int = _doc(0, "the one seed: parameters, minibatch order, binarization, Langevin noise")
     train_size: int | None = _doc(None, "use only the first N training images (default: all)")
     val_size: int | None = _doc(
@@ -149,6 +150,9 @@ class RunConfig:
                 continue
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
+        m = self.momentum
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1); got {m!r}")
         ta = self.target_accept
         if ta is not None and (isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0.0 < ta < 1.0):
             raise ConfigError(f"target_accept must be in (0, 1); got {ta!r}")

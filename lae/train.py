@@ -96,7 +96,7 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
 def make_optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, foreach=True)
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
     return torch.optim.Adam(params, lr=config.lr, fused=True)  # fused: one kernel, not a per-tensor loop
 
 

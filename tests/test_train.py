@@ -105,11 +105,24 @@ def test_configs_beyond_memory_are_refused_before_anything_allocates():
         ("latent_dim", True),
         ("mh", 1),
         ("target_accept", 1.0),
+        ("momentum", 1.0),
+        ("momentum", -0.1),
     ],
 )
 def test_invalid_values_are_rejected_before_training(field, value):
     with pytest.raises(ConfigError, match=field):
         fit(dataclasses.replace(small("lae"), **{field: value}))
+
+
+def test_sgd_momentum_is_the_configs():
+    """momentum reaches SGD (0: the official LAE code's plain SGD); the default keeps the committed runs' 0.9."""
+    from lae.train import make_optimizer
+
+    layer = torch.nn.Linear(2, 2)
+    for momentum in (0.0, 0.5):
+        opt = make_optimizer(RunConfig(optimizer="sgd", lr=0.1, momentum=momentum), layer.parameters())
+        assert opt.param_groups[0]["momentum"] == momentum
+    assert make_optimizer(RunConfig(optimizer="sgd"), layer.parameters()).param_groups[0]["momentum"] == 0.9
 
 
 def test_rank_warning_when_hidden_below_batch_size():
