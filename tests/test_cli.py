@@ -61,6 +61,22 @@ def test_evaluate_defaults_to_the_default_preset_and_reports_health_and_an_estim
     assert measured / 10 < seconds < measured * 10, (estimate, measured)  # a measured rate, not a constant
 
 
+def test_evaluate_settings_override_the_preset_and_are_recorded(lae_run, tmp_path):
+    """--setting: a longer AIS (and no BDMC) than the smoke preset's, recorded in --out; the bound changes with it."""
+    _, out = lae_run
+    common = [str(out / "checkpoint.pt"), "--preset", "smoke", "--metrics", "loglik", "--no-progress"]
+    runs = {}
+    for n in (20, 200):
+        path = tmp_path / f"ais{n}.json"
+        settings = ["--setting", f"ais_intermediate={n}", "--setting", "bdmc_images=0"]
+        r = bench("evaluate", *common, *settings, "--out", str(path))
+        assert r.returncode == 0, r.stderr
+        runs[n] = json.loads(path.read_text())
+        assert runs[n]["settings"]["ais_intermediate"] == n and runs[n]["settings"]["bdmc_images"] == 0
+        assert runs[n]["settings"]["subset"] == 100 and runs[n]["metrics"]["bdmc_gap"] is None  # the rest: smoke's
+    assert runs[200]["metrics"]["test_loglik_ais"] != runs[20]["metrics"]["test_loglik_ais"]
+
+
 def test_a_stuck_chain_is_one_warning_line(tmp_path):
     r = bench(
         "train",

@@ -125,6 +125,8 @@ CASES = [
     ("evaluate-out-is-a-directory", EVAL + ["--out", "{base}"], 2, "is a directory; need a file path"),
     ("evaluate-metrics-unknown", EVAL + ["--metrics", "loglik,fid"], 2, "unknown group(s) fid"),
     ("evaluate-subset-negative", EVAL + ["--subset", "-5"], 2, "--subset must be a positive integer"),
+    ("evaluate-setting-unknown", EVAL + ["--setting", "ais_steps=5"], 2, "expected NAME=VALUE with NAME one of"),
+    ("evaluate-setting-bad", EVAL + ["--setting", "ais_chains=0"], 2, "--setting: ais_chains must be a positive"),
     ("evaluate-subset-too-large", EVAL + ["--subset", "100000"], 2, "exceeds the 297 test images"),
     ("evaluate-preset-unknown", EVAL + ["--preset", "huge"], 2, "invalid choice: 'huge'"),
     ("evaluate-dataset-mismatch", EVAL + ["--dataset", "mnist"], 2, "was trained on digits, not mnist"),

@@ -13,6 +13,7 @@ MH acceptance on test images) and an estimate of the duration from a pilot that 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -43,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subset", type=int, default=None, help="log-likelihood on the first N test images (overrides the preset)"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one metric setting of the preset (repeatable), e.g. --setting ais_intermediate=1000 "
+        "--setting bdmc_images=50 (names: bench/metrics/settings.py)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write (atomically)")
     parser.add_argument(
         "--dataset", default=None, help="refuse to run unless the checkpoint was trained on this dataset"
@@ -60,6 +69,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "several times faster than 2); recorded as eval_threads",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def override(settings: MetricSettings, items: list[str]) -> MetricSettings:
+    """``settings`` with each ``NAME=VALUE`` of ``items`` applied (VALUE read as an int, a float, or else text),
+    validated; BenchError (one line) on an unknown name or a bad value."""
+    names = {f.name for f in dataclasses.fields(MetricSettings)}
+    changes = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in names:
+            raise BenchError(f"--setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(names))}")
+        for kind in (int, float, str):
+            try:
+                changes[name] = kind(text)
+                break
+            except ValueError:
+                continue
+    return settings.replace(**changes).validate("--setting") if changes else settings
 
 
 def parse_groups(text: str) -> list[str]:
@@ -216,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     settings = MetricSettings.preset(args.preset)
     if args.subset is not None:
         settings = settings.replace(subset=args.subset)
+    settings = override(settings, args.setting)
     model, config = load_checkpoint(args.checkpoint, args.device)
     if args.dataset is not None:
         wanted = args.dataset.lower().replace("_", "-")
