@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.registry import APGD_EPS, CLF_EPS, METRICS, clf_name
 from bench.results.figures import pyplot, save_png
-from bench.results.verdict import welch_p
+from bench.results.verdict import versus
 from lae.utils import atomic_write_text
 
 # The course project's Table 7 (clean accuracy, %) and Table 8 (PGD accuracy, %, at eps 0.01 / 0.1 / 0.2 / 0.3).
@@ -90,10 +90,10 @@ def versus_none(rows: pd.DataFrame, r, metric: str) -> str:
     ok = rows[rows["status"] == "complete"]
     a = ok[(ok["variant"] == r["variant"]) & (ok["n_augment"] == r["axis_value"])][metric].astype(float)
     b = ok[ok["n_augment"] == 0][metric].astype(float)
-    if a.empty or b.empty or not np.isfinite(a.mean() - b.mean()):
+    if (dp := versus(a, b)) is None:
         return "—"
-    p = welch_p(a, b)
-    return f"{100 * (a.mean() - b.mean()):+.2f} pp" + (f" (p {p:.2g})" if np.isfinite(p) else "")
+    d, p = dp
+    return f"{100 * d:+.2f} pp" + (f" (p {p:.2g})" if np.isfinite(p) else "")
 
 
 def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 from bench.registry import METRICS
 from bench.results import classifier_board, leaderboard, store
 from bench.results.studies import pick_study
-from bench.results.verdict import welch_p
+from bench.results.verdict import versus
 from lae.utils import atomic_write_text
 
 PAGES = ("experiments.md", "README.md")
@@ -112,10 +112,9 @@ def versus_variant(rows, r, variant: str, metric: str, digits: int | None) -> st
     same = ok["axis_value"].isna() if pd.isna(r["axis_value"]) else ok["axis_value"] == r["axis_value"]
     a = ok[(ok["variant"] == r["variant"]) & same][metric].astype(float)
     b = ok[ok["variant"] == variant][metric].astype(float)
-    if r["variant"] == variant or a.empty or b.empty or not np.isfinite(a.mean() - b.mean()):
+    if r["variant"] == variant or (dp := versus(a, b)) is None:
         return "—"
-    p = welch_p(a, b)
-    d = a.mean() - b.mean()
+    d, p = dp
     text = f"{d:+.{digits if digits is not None else 2 if abs(d) >= 1 else 3}f}"
     return text + (f" (p {p:.2g})" if np.isfinite(p) else " (one seed: no test)")
 

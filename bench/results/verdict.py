@@ -34,6 +34,15 @@ def welch_p(a, b) -> float:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def versus(a, b) -> tuple[float, float] | None:
+    """(mean(a) - mean(b), Welch's p) of two samples of per-seed values; None when either is empty or the
+    difference is not finite. p is nan with fewer than two values on either side (welch_p)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not len(a) or not len(b) or not np.isfinite(a.mean() - b.mean()):
+        return None
+    return float(a.mean() - b.mean()), welch_p(a, b)
+
+
 def estimator_flags(table: pd.DataFrame) -> dict[int, str]:
     """Table row index -> why its likelihood is flagged (IS/AIS disagreement, BDMC gap); rows not flagged are absent."""
     flags = {}
