@@ -109,3 +109,20 @@ def test_paper_protocol_for_lae_is_the_closed_form_elbo():
     stderr = draws.std(0) / math.sqrt(draws.shape[0])
     assert ((draws.mean(0) - closed).abs() < 5 * stderr + 1e-4).all()  # 5 standard errors per image
     assert (closed <= truth.log_marginal(x)).all()
+
+
+def test_plain_sgd_study_differs_from_the_paper_study_only_in_momentum():
+    """sweeps/paper_mnist_sgd.toml is paper_mnist with the official code's plain SGD: every trial's configuration,
+    budget by budget, is paper_mnist's with momentum 0 (paper_mnist: the suite's 0.9)."""
+    from bench.sweep import load_spec
+
+    study, plain = load_spec("paper_mnist"), load_spec("paper_mnist_sgd")
+    for name in study.budgets:
+        a, b = study.budget(name), plain.budget(name)
+        assert a == b
+        points_a, points_b = study.points(a), plain.points(b)
+        assert [p.label for p in points_a] == [p.label for p in points_b]
+        for pa, pb in zip(points_a, points_b, strict=True):
+            ca, cb = study.config(pa, a, 0), plain.config(pb, b, 0)
+            assert (ca.momentum, cb.momentum) == (0.9, 0.0)
+            assert ca.to_dict() | {"momentum": 0.0} == cb.to_dict()
