@@ -140,6 +140,7 @@ MODELS = {  # name: RunConfig overrides
     "iwae": dict(model="iwae", k=5),
     "lvae": dict(model="lvae", n_steps=2, mh=True),
     "lae-T2-mh": dict(model="lae", n_steps=2, n_chains=1, mh=True),
+    "lae-T2": dict(model="lae", n_steps=2, n_chains=1, mh=False),  # unadjusted: one backward pass per evaluation
 }
 
 

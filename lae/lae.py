@@ -11,7 +11,8 @@ after the optimizer step. The adapted step lives in the buffer `log_step_size` (
 
 Cost per minibatch: one trunk forward, n_steps + 1 energy evaluations (forward + gradient in z only),
 and one backward through the evaluations that became chain states (their graphs are reused, not
-recomputed).
+recomputed). Without MH every evaluation after the first becomes a chain state, so its decoder gradients are
+taken in its z-gradient pass instead (`_loss_without_mh`): no second pass through the decoder.
 """
 
 from __future__ import annotations
@@ -45,6 +46,21 @@ class _Proposed(NamedTuple):
 
     phi: torch.Tensor
     log_step_size: torch.Tensor
+
+
+class _Precomputed(torch.autograd.Function):
+    """A scalar whose gradients are already known: apply(value, scale, grads, *inputs) returns value (a copy), and
+    its backward gives inputs[i] the gradient grad_output * scale * grads[i] (None: no gradient)."""
+
+    @staticmethod
+    def forward(ctx, value, scale, grads, *inputs):
+        ctx.scale, ctx.grads = scale, grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        factor = grad_output * ctx.scale
+        return (None, None, None, *(None if g is None else g * factor for g in ctx.grads))
 
 
 class LAE(LatentModel):
@@ -88,12 +104,14 @@ class LAE(LatentModel):
             )
             self._warned = True
 
-    def run_chains(self, x, generator, on_eval=None) -> tuple[mala.MALAState, list[mala.MALAInfo]]:
+    def run_chains(self, x, generator, on_eval=None, energy_fn=None) -> tuple[mala.MALAState, list[mala.MALAInfo]]:
         """n_steps ALD moves on Phi for the minibatch x (N, P), from the stored chains (left unchanged).
-        on_eval: see mala.ald_energy. Returns (final state, the steps' infos)."""
+        on_eval: see mala.ald_energy; energy_fn: another energy on Phi for x (default mala.ald_energy's).
+        Returns (final state, the steps' infos)."""
         c = self.config
         self._check_rank(x.shape[0])
-        energy_fn = mala.ald_energy(self.trunk(x), lambda z: self.energy_z(x, z), on_eval)
+        if energy_fn is None:
+            energy_fn = mala.ald_energy(self.trunk(x), lambda z: self.energy_z(x, z), on_eval)
         state = mala.init(self.phi, energy_fn)
         infos = []
         step_size = adaptation.init(self.log_step_size).step_size  # 0-d, on the device: nothing read back
@@ -108,18 +126,57 @@ class LAE(LatentModel):
         mean energy, nothing kept. Diagnostics are detached 0-d tensors (nothing is read back to the host, except
         on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64)."""
         c, n = self.config, x.shape[0]
+        if self.training and not c.mh:
+            return self._loss_without_mh(x, generator)
         evals: list[torch.Tensor] = []  # energies (C,) at the T + 1 evaluated points, with graphs
         state, infos = self.run_chains(x, generator, on_eval=evals.append if self.training else None)
-        accept = torch.stack([i.acceptance_rate for i in infos]).mean().detach()
         if not self.training:
             mean_energy = torch.stack([i.energy for i in infos]).mean() / n
-            return mean_energy, {"accept": accept}
+            return mean_energy, {"accept": torch.stack([i.acceptance_rate for i in infos]).mean().detach()}
         loss = self._held_energy(evals, infos, skip_unused=x.device.type == "cpu") / (c.n_steps * c.n_chains * n)
+        return loss, self._keep(state, infos)
+
+    def _loss_without_mh(self, x, generator):
+        """`loss` in training without MH. Every step moves, so each chain holds evaluations 1..T once each and the
+        loss's gradient is known when an evaluation is made: evaluation s >= 1 takes its gradients in theta (the
+        decoder's and the likelihood's parameters) in the same backward pass as its z-gradient, and the trunk's
+        follow from the z-gradients, d/dg sum_c V(g Phi_c^T) = sum_c dV/dz_c Phi_c (N, H). One backward pass per
+        evaluation instead of two, and no graph is kept. Same value and gradients as `_held_energy`'s loss, up
+        to float rounding (the sums run in another order)."""
+        c, n = self.config, x.shape[0]
+        g = self.trunk(x)  # (N, H), with its graph to psi
+        features = g.detach()
+        theta = [p for m in (self.decoder, self.likelihood) for p in m.parameters() if p.requires_grad]
+        sums: list = [0.0, torch.zeros_like(features)] + [None] * len(theta)  # value, d/dg, d/dtheta
+
+        def energy_fn(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            held = energy_fn.calls > 0  # evaluation 0 (the chains' start) is held by no chain
+            energy_fn.calls += 1
+            with torch.enable_grad():
+                z = torch.matmul(features, phi.transpose(1, 2)).requires_grad_(True)  # (C, N, D)
+                energy = self.energy_z(x, z)
+                grads = torch.autograd.grad(energy.sum(), [z, *theta] if held else [z], allow_unused=True)
+            if held:
+                sums[0] = sums[0] + energy.detach().sum()
+                sums[1] += torch.matmul(grads[0], phi).sum(0)
+                for i, gt in enumerate(grads[1:], start=2):
+                    if gt is not None:
+                        sums[i] = gt if sums[i] is None else sums[i] + gt
+            return energy.detach(), torch.matmul(grads[0].transpose(1, 2), features)
+
+        energy_fn.calls = 0
+        state, infos = self.run_chains(x, generator, energy_fn=energy_fn)
+        norm = c.n_steps * c.n_chains * n
+        return _Precomputed.apply(sums[0] / norm, 1.0 / norm, sums[1:], g, *theta), self._keep(state, infos)
+
+    def _keep(self, state: mala.MALAState, infos: list[mala.MALAInfo]) -> dict:
+        """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics."""
+        accept = torch.stack([i.acceptance_rate for i in infos]).mean().detach()
         step = adaptation.init(self.log_step_size)
-        if c.target_accept is not None:
-            step = adaptation.robbins_monro(step, accept, c.target_accept)
+        if self.config.target_accept is not None:
+            step = adaptation.robbins_monro(step, accept, self.config.target_accept)
         self._proposed = _Proposed(state.position, step.log_step_size)
-        return loss, {"accept": accept, "step_size": step.step_size}
+        return {"accept": accept, "step_size": step.step_size}
 
     def _held_energy(self, evals: list[torch.Tensor], infos: list[mala.MALAInfo], skip_unused: bool) -> torch.Tensor:
         """Sum over steps t = 1..T and chains of the energy of the evaluation each chain holds after step t (with

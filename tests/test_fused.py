@@ -125,3 +125,33 @@ def test_lae_training_energy_is_each_chains_held_evaluation_with_or_without_a_ho
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=0.0)
         for g, r in zip(torch.autograd.grad(got, params, retain_graph=True), ref):
             torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "logistic", "logistic_shared"])
+def test_lae_loss_without_mh_has_the_held_energys_value_gradients_and_chain(likelihood):
+    """Without MH, LAE's training loss takes the decoder's and likelihood's gradients in the z-gradient passes and
+    the trunk's from the z-gradients (lae.lae.LAE._loss_without_mh). Its value and every parameter's gradient (trunk,
+    decoder, likelihood) equal autograd through `_held_energy` (evaluations 1..T of every chain) from the same
+    generator, within float32 rounding (relative 1e-5 of each gradient's largest entry), and its chains take the same
+    moves (positions within 1e-6)."""
+    import copy
+
+    from lae.lae import LAE, LAEConfig
+
+    torch.manual_seed(0)
+    config = LAEConfig(n_pixels=20, latent_dim=3, hidden=16, n_chains=3, n_steps=3, mh=False, likelihood=likelihood)
+    model = LAE(config).train()
+    x = torch.rand(8, 20)
+    x = (x > 0.5).float() if likelihood == "bernoulli" else (x * 255).round() / 255
+    reference = copy.deepcopy(model)
+    loss, _ = model.loss(x, torch.Generator().manual_seed(1))
+    loss.backward()
+    evals = []
+    state, infos = reference.run_chains(x, torch.Generator().manual_seed(1), on_eval=evals.append)
+    expected = reference._held_energy(evals, infos, skip_unused=True) / (config.n_steps * config.n_chains * 8)
+    expected.backward()
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-6, atol=0.0)
+    for (name, p), r in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, r.grad, rtol=1e-5, atol=1e-5 * r.grad.abs().max().item(), msg=name)
+    torch.testing.assert_close(model._proposed.phi, state.position, rtol=0.0, atol=1e-6)

@@ -28,7 +28,7 @@ def test_speed_json_table_on_a_tiny_setting(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     table = json.loads(out.read_text())
     rows = {row["model"]: row for row in table["rows"]}
-    assert set(rows) == {"vae", "iwae", "lvae", "lae-T2-mh"} and table["device"] == "cpu"
+    assert set(rows) == {"vae", "iwae", "lvae", "lae-T2-mh", "lae-T2"} and table["device"] == "cpu"
     hidden, batch, pixels, latent = 32, 20, 784, 16
     # The VAE's matmuls, forward + backward (3x) + nothing in Adam: encoder P->H->2D, decoder D->H->P; the first
     # layer's input gradient is not computed (the images need none).
@@ -44,6 +44,16 @@ def test_speed_json_table_on_a_tiny_setting(tmp_path):
     assert rows["vae"]["time_ratio_vae"] == rows["vae"]["flop_ratio_vae"] == 1.0
     assert rows["iwae"]["flop_ratio_vae"] > 2.5  # k = 5 decoder passes against one
     assert 1.5 < rows["lae-T2-mh"]["flop_ratio_vae"] < rows["iwae"]["flop_ratio_vae"]  # T + 1 = 3 decoder passes
+    # LAE without MH, per image: the trunk P->H forward and its weight gradient (4PH); each of the T + 1 = 3
+    # evaluations: z = Phi g, the decoder forward, its input gradients down to z and grad Phi = gz^T g (8DH + 4HP);
+    # evaluations 1 and 2 also take the decoder's weight gradients in the same pass, and the trunk's term gz Phi
+    # (2HP + 4DH). No second pass through the decoder (it would add 2HP + 2DH per held evaluation).
+    lae_flops = (
+        4 * pixels * hidden
+        + 3 * (8 * latent * hidden + 4 * hidden * pixels)
+        + 2 * (2 * hidden * pixels + 4 * latent * hidden)
+    )
+    assert rows["lae-T2"]["mflop_per_image"] * 1e6 == pytest.approx(lae_flops)
     assert "lae-T2-mh" in r.stdout and "% peak" in r.stdout
 
 
