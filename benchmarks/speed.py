@@ -9,6 +9,10 @@ medians taken over the same interleaved rounds (every round times the matmul and
 hits them alike). The minibatches are real MNIST (see `real_batches`: no synthetic fallback).
 
     nice -n -15 python benchmarks/speed.py --json speed.json            # 2 threads; h256-b100-1t runs on one
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/speed.py                   # a quiet machine: threads spin between ops
+
+OMP_WAIT_POLICY comes from the environment (the first line names it): PASSIVE, the suite's default for shared
+machines, made 2-thread steps on a quiet machine 1.2-1.6x slower than ACTIVE (docs/performance.md).
     python benchmarks/speed.py --device cuda --dtype bf16                # a GPU: autocast bf16 (bf16 matmul peak)
 """
 
@@ -271,6 +275,7 @@ def main(argv=None) -> int:
         f"{'t/t_VAE':>7} {'F/F_VAE':>7} {'GFLOP/s':>6}  load",
         flush=True,
     )
+    print(f"# OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset: spin, then sleep)')}", flush=True)
     rows = []
     for setting in settings:
         threads = THREADS.get(setting, args.threads)
