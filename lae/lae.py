@@ -148,10 +148,12 @@ class LAE(LatentModel):
         features = g.detach()
         theta = [p for m in (self.decoder, self.likelihood) for p in m.parameters() if p.requires_grad]
         sums: list = [0.0, torch.zeros_like(features)] + [None] * len(theta)  # value, d/dg, d/dtheta
+        calls = 0
 
         def energy_fn(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            held = energy_fn.calls > 0  # evaluation 0 (the chains' start) is held by no chain
-            energy_fn.calls += 1
+            nonlocal calls
+            held = calls > 0  # evaluation 0 (the chains' start) is held by no chain
+            calls += 1
             with torch.enable_grad():
                 z = torch.matmul(features, phi.transpose(1, 2)).requires_grad_(True)  # (C, N, D)
                 energy = self.energy_z(x, z)
@@ -164,7 +166,6 @@ class LAE(LatentModel):
                         sums[i] = gt if sums[i] is None else sums[i] + gt
             return energy.detach(), torch.matmul(grads[0].transpose(1, 2), features)
 
-        energy_fn.calls = 0
         state, infos = self.run_chains(x, generator, energy_fn=energy_fn)
         norm = c.n_steps * c.n_chains * n
         return _Precomputed.apply(sums[0] / norm, 1.0 / norm, sums[1:], g, *theta), self._keep(state, infos)
