@@ -54,18 +54,19 @@ def step(
     noise = torch.randn(pos.shape, generator=generator, device=pos.device, dtype=pos.dtype)
     proposal = pos - step_size * grad + (2.0 * step_size) ** 0.5 * noise
     prop_energy, prop_grad = energy_fn(proposal)
-    if not mh:
+    if not mh:  # unadjusted Langevin: every chain moves
         accepted = torch.ones(prop_energy.shape, dtype=torch.bool, device=pos.device)
-        rate = torch.ones_like(prop_energy)
-    else:
-        log_q_forward = -0.5 * _sum_event(noise * noise)  # log q(x' | x) up to the shared constant
-        back = pos - proposal + step_size * prop_grad
-        log_q_reverse = -_sum_event(back * back) / (4.0 * step_size)  # log q(x | x')
-        log_alpha = energy - prop_energy + log_q_reverse - log_q_forward
-        log_alpha = torch.nan_to_num(log_alpha, nan=-torch.inf)
-        u = torch.rand(log_alpha.shape, generator=generator, device=pos.device, dtype=pos.dtype)
-        accepted = torch.log(u) < log_alpha
-        rate = log_alpha.clamp(max=0.0).exp()
+        return MALAState(proposal, prop_energy, prop_grad), MALAInfo(
+            torch.ones_like(prop_energy), accepted, prop_energy
+        )
+    log_q_forward = -0.5 * _sum_event(noise * noise)  # log q(x' | x) up to the shared constant
+    back = pos - proposal + step_size * prop_grad
+    log_q_reverse = -_sum_event(back * back) / (4.0 * step_size)  # log q(x | x')
+    log_alpha = energy - prop_energy + log_q_reverse - log_q_forward
+    log_alpha = torch.nan_to_num(log_alpha, nan=-torch.inf)
+    u = torch.rand(log_alpha.shape, generator=generator, device=pos.device, dtype=pos.dtype)
+    accepted = torch.log(u) < log_alpha
+    rate = log_alpha.clamp(max=0.0).exp()
     mask = accepted.reshape(-1, *([1] * (pos.dim() - 1)))
     new = MALAState(
         torch.where(mask, proposal, pos), torch.where(accepted, prop_energy, energy), torch.where(mask, prop_grad, grad)
