@@ -147,28 +147,28 @@ class LAE(LatentModel):
         g = self.trunk(x)  # (N, H), with its graph to psi
         features = g.detach()
         theta = [p for m in (self.decoder, self.likelihood) for p in m.parameters() if p.requires_grad]
-        sums: list = [0.0, torch.zeros_like(features)] + [None] * len(theta)  # value, d/dg, d/dtheta
+        value, grad_g, grad_theta = 0.0, torch.zeros_like(features), [None] * len(theta)  # sums over s >= 1
         calls = 0
 
         def energy_fn(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            nonlocal calls
+            nonlocal calls, value
             held = calls > 0  # evaluation 0 (the chains' start) is held by no chain
             calls += 1
-            with torch.enable_grad():
-                z = torch.matmul(features, phi.transpose(1, 2)).requires_grad_(True)  # (C, N, D)
-                energy = self.energy_z(x, z)
-                grads = torch.autograd.grad(energy.sum(), [z, *theta] if held else [z], allow_unused=True)
+            energy, gz, grads, grad_phi = mala.ald_evaluate(
+                features, phi, lambda z: self.energy_z(x, z), theta if held else ()
+            )
             if held:
-                sums[0] = sums[0] + energy.detach().sum()
-                sums[1] += torch.matmul(grads[0], phi).sum(0)
-                for i, gt in enumerate(grads[1:], start=2):
+                value = value + energy.detach().sum()
+                grad_g.add_(torch.matmul(gz, phi).sum(0))
+                for i, gt in enumerate(grads):
                     if gt is not None:
-                        sums[i] = gt if sums[i] is None else sums[i] + gt
-            return energy.detach(), torch.matmul(grads[0].transpose(1, 2), features)
+                        grad_theta[i] = gt if grad_theta[i] is None else grad_theta[i] + gt
+            return energy.detach(), grad_phi
 
         state, infos = self.run_chains(x, generator, energy_fn=energy_fn)
         norm = c.n_steps * c.n_chains * n
-        return _Precomputed.apply(sums[0] / norm, 1.0 / norm, sums[1:], g, *theta), self._keep(state, infos)
+        loss = _Precomputed.apply(value / norm, 1.0 / norm, [grad_g, *grad_theta], g, *theta)
+        return loss, self._keep(state, infos)
 
     def _keep(self, state: mala.MALAState, infos: list[mala.MALAInfo]) -> dict:
         """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics."""

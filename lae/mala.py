@@ -16,7 +16,7 @@ gradient of an accepted proposal are carried in the state, so T steps cost T + 1
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -92,18 +92,32 @@ def ald_energy(
     dimensions, so at a fixed acceptance rate step_size must shrink roughly as 1/N: when you double
     the batch size, halve step_size.
     """
-    g = features
 
     def fn(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            z = torch.matmul(g, phi.transpose(1, 2))  # (C, N, D)
-            if not z.requires_grad:
-                z.requires_grad_(True)
-            energy = energy_z(z)
-            (gz,) = torch.autograd.grad(energy.sum(), z, retain_graph=on_eval is not None)
+        energy, _, _, grad_phi = ald_evaluate(features, phi, energy_z, retain_graph=on_eval is not None)
         if on_eval is not None:
             on_eval(energy)
-        grad_phi = torch.matmul(gz.transpose(1, 2), g.detach())  # (C, D, H)
         return energy.detach(), grad_phi
 
     return fn
+
+
+def ald_evaluate(
+    features: torch.Tensor,
+    phi: torch.Tensor,
+    energy_z: Callable[[torch.Tensor], torch.Tensor],
+    params: Sequence[torch.Tensor] = (),
+    retain_graph: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...], torch.Tensor]:
+    """One ALD evaluation at Phi (C, D, H): z = g Phi^T (C, N, D) for features g (N, H), the energies (C,) with
+    their graph, and in one backward pass the gradients of their sum in z (C, N, D) and in `params` (None for a
+    parameter the energy does not use). -> (energy, dV/dz, param grads, dV/dPhi (C, D, H))."""
+    with torch.enable_grad():
+        z = torch.matmul(features, phi.transpose(1, 2))
+        if not z.requires_grad:
+            z.requires_grad_(True)
+        energy = energy_z(z)
+        gz, *param_grads = torch.autograd.grad(
+            energy.sum(), [z, *params], retain_graph=retain_graph, allow_unused=bool(params)
+        )
+    return energy, gz, tuple(param_grads), torch.matmul(gz.transpose(1, 2), features.detach())
