@@ -10,10 +10,10 @@ hits them alike). The minibatches are real MNIST (see `real_batches`: no synthet
 
     nice -n -15 python benchmarks/speed.py --json speed.json            # 2 threads; h256-b100-1t runs on one
     OMP_WAIT_POLICY=ACTIVE python benchmarks/speed.py                   # a quiet machine: threads spin between ops
-
-OMP_WAIT_POLICY comes from the environment (the first line names it): PASSIVE, the suite's default for shared
-machines, made 2-thread steps on a quiet machine 1.2-1.6x slower than ACTIVE (docs/performance.md).
     python benchmarks/speed.py --device cuda --dtype bf16                # a GPU: autocast bf16 (bf16 matmul peak)
+
+OMP_WAIT_POLICY comes from the environment (the table's first line names it): PASSIVE, the suite's default for shared
+machines, made 2-thread steps on a quiet machine 1.25-1.6x slower than ACTIVE (docs/performance.md).
 """
 
 from __future__ import annotations
