@@ -6,20 +6,22 @@ activations cannot fit in this machine's memory (`memory_bytes`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
 from lae import conv as conv_lib
+from lae import data as data_lib
 from lae.data import DATASETS, PREPROCESSING
 from lae.families import FAMILIES
 from lae.models import ModelConfig
 from lae.nets import ARCHITECTURES
 
-MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow
+MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow, then installed families (lae.families)
 OPTIMIZERS = ("adam", "sgd")
 LOGISTIC_SCALES = ("pixel", "shared")
 DEVICES = ("auto", "cpu", "cuda")
-MAX_PIXELS = 784  # the largest images of DATASETS (28 x 28): the memory estimate assumes them
+DEFAULT_PIXELS = 784  # the memory estimate's image size when the dataset's is unknown before reading (npz, plugins)
 MAX_SEED = 2**32 - 1
 
 
@@ -43,7 +45,7 @@ class RunConfig:
     """One run's configuration. Every field is a `python -m bench train` option (`--latent-dim`, ...)."""
 
     model: str = _doc("lae", "model family", choices=MODELS)
-    dataset: str = _doc("mnist", "dataset", choices=DATASETS)
+    dataset: str = _doc("mnist", f"dataset: {', '.join(DATASETS)}, or npz:PATH (a .npz file of uint8 arrays)")
     preprocessing: str = _doc(
         "dynamic",
         "dynamic/static binarization (Bernoulli likelihood) or 8bit (discretized logistic)",
@@ -96,24 +98,35 @@ class RunConfig:
     def dec_depth(self) -> int:
         return self.encoder_depth if self.decoder_depth is None else self.decoder_depth
 
+    @property
+    def pixels(self) -> int:
+        """P, the values per image of `dataset` as its Source declares them (DEFAULT_PIXELS when unknown)."""
+        try:
+            shape = data_lib.source(self.dataset).image_shape
+        except data_lib.DataError:
+            shape = None
+        return math.prod(shape) if shape else DEFAULT_PIXELS
+
     def memory_bytes(self) -> int:
         """An estimate of training's memory in bytes from the shapes alone (nothing is allocated): 16 bytes per
         parameter (float32 weight, gradient, two Adam moments: trunk, VAE head or LAE's Phi (n_chains, D, H),
         decoder) plus 12 bytes per activation of one minibatch (value, ReLU output, gradient): batch_size x [the
         encoder's widths + S x the decoder's widths (D, hidden per layer, P)], S the latent samples per image
-        (IWAE k, LAE n_chains x (n_steps + 1) energy evaluations, LVAE n_steps + 1, VAE 1). P = MAX_PIXELS. conv: the
+        (the family's ModelConfig.latent_samples: IWAE k, LAE n_chains x (n_steps + 1), ...; the head's parameters
+        from its ModelConfig.head_parameters). P = `pixels`. conv: the
         dense layers meet F = lae.conv.flat_features(P) conv features instead of P pixels, each direction adds
         lae.conv.activations(P) per image and the decoder its P outputs (the kernels' few parameters are left out)."""
-        p, h, d = MAX_PIXELS, self.hidden, self.latent_dim
+        family = FAMILIES[self.model].config if self.model in FAMILIES else FAMILIES["vae"].config
+        options = {name: getattr(self, name, None) for name in family.run_options}
+        p, h, d = self.pixels, self.hidden, self.latent_dim
         conv = self.architecture == "conv"
         f, a, out = (conv_lib.flat_features(p), conv_lib.activations(p), p) if conv else (p, 0, 0)
         width = h if self.encoder_depth > 0 else f  # H, the trunk's feature width
         trunk = (f * h + h) + (self.encoder_depth - 1) * (h * h + h) if self.encoder_depth > 0 else 0
-        head = self.n_chains * d * width if self.model == "lae" else 2 * d * (width + 1)
+        head = family.head_parameters(options, d, width)
         layers = [d] + [h] * self.dec_depth + [f]
         decoder = sum(a * b + b for a, b in zip(layers, layers[1:]))
-        samples = {"iwae": self.k, "lae": self.n_chains * (self.n_steps + 1), "lvae": self.n_steps + 1}
-        s = samples.get(self.model, 1)
+        s = family.latent_samples(options)
         activations = self.batch_size * (p + a + self.encoder_depth * h + s * (sum(layers) + a + out))
         return 16 * (trunk + head + decoder) + 12 * activations
 
@@ -122,7 +135,6 @@ class RunConfig:
         memory. Raises ConfigError (one line naming the field) on the first problem; returns self."""
         for name, choices in (
             ("model", MODELS),
-            ("dataset", DATASETS),
             ("preprocessing", PREPROCESSING),
             ("logistic_scale", LOGISTIC_SCALES),
             ("architecture", ARCHITECTURES),
@@ -131,6 +143,10 @@ class RunConfig:
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        try:
+            data_lib.source(self.dataset)
+        except data_lib.DataError as exc:
+            raise ConfigError(f"dataset: {exc}") from None
         if self.logistic_scale != "pixel" and self.preprocessing != "8bit":
             raise ConfigError(f"logistic_scale applies to 8bit preprocessing only; got {self.preprocessing!r}")
         positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
@@ -162,10 +178,10 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive integer; got {v!r}")
         need, have = self.memory_bytes(), physical_memory_bytes()
         if need > have:
-            extra = {"iwae": f", k={self.k}", "lae": f", n_chains={self.n_chains}, n_steps={self.n_steps}"}
+            family = FAMILIES[self.model].config
             raise ConfigError(
                 f"{self.model} with latent_dim={self.latent_dim}, hidden={self.hidden}, batch_size={self.batch_size}"
-                f"{extra.get(self.model, '')}: "
+                f"{''.join(f', {n}={v}' for n in family.run_options if (v := getattr(self, n, None)) is not None)}: "
                 f"parameters and activations need about {need / 1e9:.3g} GB (RunConfig.memory_bytes), more than "
                 f"this machine's {have / 1e9:.3g} GB of memory"
             )
@@ -192,7 +208,7 @@ def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:
     """The config of run.model's family: the shared fields, and those of the family's `run_options` that are set
     in `run` (None, e.g. step_size, leaves the family's default)."""
     config_class = FAMILIES[run.model].config
-    options = {name: getattr(run, name) for name in config_class.run_options if getattr(run, name) is not None}
+    options = {name: v for name in config_class.run_options if (v := getattr(run, name, None)) is not None}
     return config_class(
         n_pixels=n_pixels,
         latent_dim=run.latent_dim,

@@ -152,8 +152,9 @@ class BDMCResult(NamedTuple):
 
 @torch.no_grad()
 def simulate(model, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z*, x): z* ~ N(0, I) (n, D) and x ~ p(x | z*) (n, P), so z* is an exact posterior sample for x."""
-    z = torch.randn(n, model.config.latent_dim, generator=generator, device=model_device(model))
+    """(z*, x): z* ~ p(z) (n, D) (model.prior_sample) and x ~ p(x | z*) (n, P), so z* is an exact posterior sample
+    for x."""
+    z = model.prior_sample(n, generator)
     return z, model.likelihood.sample(model.decoder(z), generator)
 
 

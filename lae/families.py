@@ -4,7 +4,15 @@
 
 lae.config takes the names (RunConfig's `model` choices, MODELS) and builds each family's config from it;
 lae.linear_gaussian builds every family on the tractable model. A new family: its config (a ModelConfig naming its
-`run_options`) and model (a LatentModel) in a module of its own, and one row here.
+`run_options`) and model (a LatentModel) in a module of its own, and one row here, or, from another package, an entry
+point (docs/extending.md):
+
+    [project.entry-points."lae_bench.families"]
+    vampprior = "vampprior:FAMILY"        # FAMILY = lae.families.Family(VampPriorConfig, VampPrior)
+
+Installed families are discovered once, when this module is first imported, and join FAMILIES after the built-in
+ones; a name already taken, or an entry point that fails to load or is not a (ModelConfig, LatentModel) pair, is left
+out with one warning line (a broken plugin never stops the suite).
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ from typing import NamedTuple
 from lae.flows import VAEFlow, VAEFlowConfig
 from lae.lae import LAE, LAEConfig
 from lae.models import LatentModel, ModelConfig
+from lae.plugins import discover
 from lae.vae import IWAE, LVAE, VAE, IWAEConfig, LVAEConfig, VAEConfig
+
+ENTRY_POINT_GROUP = "lae_bench.families"
 
 
 class Family(NamedTuple):
@@ -22,13 +33,29 @@ class Family(NamedTuple):
     model: type[LatentModel]
 
 
-FAMILIES: dict[str, Family] = {
+BUILT_IN: dict[str, Family] = {
     "vae": Family(VAEConfig, VAE),
     "iwae": Family(IWAEConfig, IWAE),
     "lvae": Family(LVAEConfig, LVAE),
     "lae": Family(LAEConfig, LAE),
     "vae_flow": Family(VAEFlowConfig, VAEFlow),
 }
+
+
+def as_family(value) -> Family:
+    """An entry point's value as a Family: a Family, or any (config class, model class) pair. TypeError otherwise."""
+    try:
+        config, model = value
+    except (TypeError, ValueError):
+        raise TypeError(f"not a (config class, model class) pair: {value!r}") from None
+    if not (isinstance(config, type) and issubclass(config, ModelConfig)):
+        raise TypeError(f"config {config!r} is not a lae.models.ModelConfig subclass")
+    if not (isinstance(model, type) and issubclass(model, LatentModel)):
+        raise TypeError(f"model {model!r} is not a lae.models.LatentModel subclass")
+    return Family(config, model)
+
+
+FAMILIES: dict[str, Family] = discover(ENTRY_POINT_GROUP, BUILT_IN, as_family)
 
 
 def build_model(config: ModelConfig) -> LatentModel:

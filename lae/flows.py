@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lae import proposals
-from lae.likelihoods import LOG_2PI, log_prior
+from lae.likelihoods import LOG_2PI
 from lae.models import ModelConfig
 from lae.nets import initialize
 from lae.vae import VAE
@@ -83,7 +83,7 @@ class VAEFlow(VAE):
         mu, logvar = self.encode(x)
         z, log_det = self.flow(self._draw(mu, logvar, 1, generator)[0][0])
         entropy = 0.5 * (logvar + 1.0 + LOG_2PI).sum(-1)
-        return log_prior(z) + self.log_likelihood(x, z) + entropy + log_det
+        return self.log_prior(z) + self.log_likelihood(x, z) + entropy + log_det
 
     def posterior_samples(self, x, n, generator):
         mu, logvar = self.encode(x)

@@ -40,6 +40,14 @@ class LAEConfig(ModelConfig):
     target_accept: float | None = None  # adapt log step_size by Robbins-Monro while training (None: fixed)
     run_options = ("step_size", "n_chains", "n_steps", "mh", "target_accept")
 
+    @classmethod
+    def latent_samples(cls, options: dict) -> int:
+        return cls.option(options, "n_chains") * (cls.option(options, "n_steps") + 1)
+
+    @classmethod
+    def head_parameters(cls, options: dict, latent_dim: int, features: int) -> int:
+        return cls.option(options, "n_chains") * latent_dim * features  # Phi (C, D, H), no bias
+
 
 class _Proposed(NamedTuple):
     """What a training-mode `loss` leaves for `update`: the chains' new Phi (C, D, H) and log step size ()."""

@@ -11,6 +11,10 @@ What the harness and the estimators ask of a model:
     posterior_samples(x, n, generator)      (n, N, D) approximate posterior samples
     representation(x) -> (N, D)             deterministic, differentiable code
     log_joint(x, z), generate(n, generator)
+    log_prior(z), prior_sample(n, generator)  N(0, I) unless a family overrides both (the estimators, AIS, BDMC's
+                                             simulated images and the samples of `generate` all go through them)
+    exact_posterior (class attribute)       True when posterior_samples are exact posterior draws (MCMC: after
+                                             its burn-in) for any parameters; lae.conformance checks the claim
 """
 
 from __future__ import annotations
@@ -42,9 +46,31 @@ class ModelConfig:
     noise_std: float = 1.0  # gaussian likelihood only
     run_options: ClassVar[tuple[str, ...]] = ()  # RunConfig fields this family takes (None there: the default)
 
+    # What the harness's memory estimate (lae.config.RunConfig.memory_bytes) needs to know of a family, asked of its
+    # config class with the run's values of `run_options` (None: the family's default), so that no harness file
+    # names a family. The defaults describe a Gaussian-encoder family decoding one latent sample per image.
+    @classmethod
+    def option(cls, options: dict, name: str):
+        """The value of one of `run_options` in a run: options[name], or this config's default when None/absent."""
+        value = options.get(name)
+        return getattr(cls, name) if value is None else value
+
+    @classmethod
+    def latent_samples(cls, options: dict) -> int:
+        """Decoder evaluations per image in one training step (IWAE k, LAE n_chains x (n_steps + 1), ...)."""
+        return 1
+
+    @classmethod
+    def head_parameters(cls, options: dict, latent_dim: int, features: int) -> int:
+        """Parameters of the encoder's last layer on `features` trunk features: a Gaussian head (mean, log-variance)."""
+        return 2 * latent_dim * (features + 1)
+
 
 class LatentModel(nn.Module):
-    """Prior N(0, I), a decoder and a likelihood; subclasses add inference and a training loss."""
+    """Prior N(0, I) (a family may override `log_prior` and `prior_sample` together), a decoder and a likelihood;
+    subclasses add inference and a training loss."""
+
+    exact_posterior: ClassVar[bool] = False  # posterior_samples draw from p(z | x) itself (lae.conformance checks)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -56,9 +82,17 @@ class LatentModel(nn.Module):
         """log p(x | z) in nats: x (N, P), z (..., N, D) -> (..., N)."""
         return self.likelihood(x, self.decoder(z))
 
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) in nats: z (..., D) -> (...). N(0, I) here."""
+        return log_prior(z)
+
+    def prior_sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """n draws z ~ p(z): (n, D), on the model's device. N(0, I) here."""
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=model_device(self))
+
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(z) + log p(x | z): (..., N)."""
-        return log_prior(z) + self.log_likelihood(x, z)
+        return self.log_prior(z) + self.log_likelihood(x, z)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
         """Training objective (scalar, nats per image) and diagnostics as detached 0-d tensors (the trainer reads them
@@ -96,5 +130,5 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """n images from the prior through the decoder's mean: (n, P)."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=model_device(self))
+        z = self.prior_sample(n, generator)
         return self.likelihood.mean(self.decoder(z))

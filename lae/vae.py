@@ -29,6 +29,10 @@ class IWAEConfig(ModelConfig):
     k: int = 5  # importance samples in the bound
     run_options = ("k",)
 
+    @classmethod
+    def latent_samples(cls, options: dict) -> int:
+        return cls.option(options, "k")
+
 
 @dataclass(frozen=True)
 class LVAEConfig(ModelConfig):
@@ -36,6 +40,10 @@ class LVAEConfig(ModelConfig):
     n_steps: int = 2
     mh: bool = True
     run_options = ("step_size", "n_steps", "mh")
+
+    @classmethod
+    def latent_samples(cls, options: dict) -> int:
+        return cls.option(options, "n_steps") + 1
 
 
 class VAE(LatentModel):

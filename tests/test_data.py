@@ -315,7 +315,7 @@ def test_resolve_data_dir_precedence(monkeypatch, tmp_path):
 
 def test_bad_arguments():
     with pytest.raises(data.DataError) as info:
-        data.load("cifar10")
+        data.load("cifar100")  # not a registered dataset
     assert all(n in str(info.value) for n in data.DATASETS)
     with pytest.raises(data.DataError) as info:
         data.load("digits", "binary")

@@ -231,10 +231,11 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = K_NEAREST)
 
 @torch.no_grad()
 def sample_images(model, n: int, generator: torch.Generator, batch: int = CHUNK) -> torch.Tensor:
-    """n images x ~ p(x) = p(x | z) N(z; 0, I) through the likelihood's sampler: (n, P) on the CPU."""
-    device, out = model_device(model), []
+    """n images x ~ p(x) = p(x | z) p(z) (the model's prior_sample) through the likelihood's sampler: (n, P) on the
+    CPU."""
+    out = []
     for m in [min(batch, n - i) for i in range(0, n, batch)]:
-        z = torch.randn(m, model.config.latent_dim, generator=generator, device=device)
+        z = model.prior_sample(m, generator)
         out.append(model.likelihood.sample(model.decoder(z), generator).cpu())
     return torch.cat(out)
 

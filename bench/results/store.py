@@ -17,11 +17,13 @@ Passwords never reach a row: storage URLs go through ``redact_url`` and error te
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import re
 import socket
 import sys
+import typing
 import uuid
 from pathlib import Path
 
@@ -29,6 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.commands.train import option_type
+from lae.config import RunConfig
 from lae.utils import atomic_path
 
 SCHEMA_VERSION = 1
@@ -38,21 +42,26 @@ def _columns(names: str) -> tuple[str, ...]:
     return tuple(names.split())
 
 
-# Column -> arrow type for the columns the harness writes itself; metric columns (and any other number) are float64.
+def _run_fields(kind: type) -> tuple[str, ...]:
+    """The RunConfig fields of one value type (`int | None` counts as int): a row's configuration columns. Read from
+    the dataclass, so a family's options (IWAE k, LAE n_chains, a plugin's) are typed here without being named."""
+    hints = typing.get_type_hints(RunConfig)
+    return tuple(f.name for f in dataclasses.fields(RunConfig) if option_type(hints[f.name]) is kind)
+
+
+# Column -> arrow type for the columns the harness writes itself (its own, then every RunConfig field by its type);
+# metric columns (and any other number) are float64.
 STRING_COLUMNS = _columns(
-    "sweep study budget params point status error model dataset preprocessing likelihood optimizer axis "
-    "storage worker git_commit python_version torch_version optuna_version numpy_version "
-    "lae_bench_version machine timestamp warnings"
-)
-INT_COLUMNS = _columns(
-    "schema_version trial n_chains n_steps k latent_dim encoder_depth decoder_depth hidden epochs "
-    "batch_size seed train_size val_size threads epochs_run"
-)
-BOOL_COLUMNS = ("mh",)
-REQUIRED_COLUMNS = _columns(
-    "schema_version sweep study trial params model dataset likelihood step_size n_chains n_steps mh k "
-    "latent_dim encoder_depth hidden epochs batch_size seed status error val_loss mh_accept train_seconds "
-    "eval_seconds git_commit torch_version optuna_version threads timestamp"
+    "sweep study budget params point status error axis storage worker git_commit python_version torch_version "
+    "optuna_version numpy_version lae_bench_version machine timestamp warnings likelihood"
+) + _run_fields(str)
+INT_COLUMNS = _columns("schema_version trial threads epochs_run") + _run_fields(int)
+BOOL_COLUMNS = _run_fields(bool)
+REQUIRED_COLUMNS = (
+    _columns("schema_version sweep study trial params")
+    + tuple(f.name for f in dataclasses.fields(RunConfig))
+    + _columns("likelihood status error val_loss mh_accept train_seconds eval_seconds git_commit torch_version")
+    + _columns("optuna_version threads timestamp")
 )
 STATUS_RANK = {"complete": 0, "pruned": 1, "fail": 2}
 
