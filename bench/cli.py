@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("bench.commands.leaderboard", "rebuild leaderboards and figures from the results store"),
     "figures": ("bench.commands.figures", "pictures of one trained model: samples, reconstructions, latent space"),
     "dashboard": ("bench.commands.dashboard", "open the published (or local) studies in optuna-dashboard"),
+    "conformance": ("bench.commands.conformance", "check a model family against the exact linear-Gaussian model"),
 }
 
 # What Ctrl-C means for each command (exit status 130); a command not listed was simply stopped.

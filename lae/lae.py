@@ -73,6 +73,7 @@ class _Precomputed(torch.autograd.Function):
 
 class LAE(LatentModel):
     config: LAEConfig
+    exact_posterior = True  # ALD's chain states are exact posterior draws when g(x) has rank N (Theorem 1)
 
     def __init__(self, config: LAEConfig):
         super().__init__(config)

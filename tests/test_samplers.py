@@ -7,30 +7,17 @@ import pytest
 import torch
 
 from lae import mala
+from lae.conformance import COV_REL_TOL, MEAN_Z_MAX, posterior_mismatch  # the kit's exactness check, shared
 from lae.likelihoods import log_prior
 from lae.linear_gaussian import LinearGaussian
 
 P, D, N = 16, 2, 8  # pixels, latent_dim, batch: features g(x) = x have rank N <= P (Theorem 1)
-MEAN_Z_MAX = 4.5  # max |chain mean - exact mean| / Monte Carlo s.e. over N*D coordinates
-COV_REL_TOL = 0.10  # relative Frobenius error of the pooled posterior covariance
 
 
 def _setup(seed=0):
     truth = LinearGaussian.random(P, D, noise_std=1.0, seed=seed)
     x = truth.sample(N, torch.Generator().manual_seed(seed + 1)).float()
     return truth, x
-
-
-def posterior_mismatch(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> tuple[float, float]:
-    """samples (C, S, N, D) from C independent chains. Returns (max z-score of the per-point means,
-    using the spread of per-chain averages as the s.e.; relative Frobenius error of the covariance)."""
-    samples = samples.double()
-    chain_means = samples.mean(1)  # (C, N, D): independent across chains
-    se = chain_means.std(0) / math.sqrt(samples.shape[0])
-    z = ((chain_means.mean(0) - mean) / se).abs().max().item()
-    centered = (samples - mean).reshape(-1, mean.shape[-1])
-    emp = centered.T @ centered / centered.shape[0]
-    return z, (torch.linalg.norm(emp - cov) / torch.linalg.norm(cov)).item()
 
 
 def ald_samples(
