@@ -71,6 +71,7 @@ def warning_line(message, category, filename, lineno, file=None, line=None) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = warning_line  # first: importing lae discovers plugins, which may warn (lae.plugins)
     from bench.errors import BenchError, describe
     from lae.config import ConfigError
     from lae.data import DataError
@@ -88,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_parser(name, help=help_text, add_help=False)
     args = parser.parse_args(argv)  # an unknown or missing command exits here, so `command` is set below
     warnings.filterwarnings("default", module="lae")
-    warnings.formatwarning = warning_line
     try:
         return int(command.run(args) or 0)
     except (ConfigError, DataError, CheckpointError, BenchError) as exc:
