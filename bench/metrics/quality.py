@@ -48,15 +48,16 @@ CHUNK = 1000  # rows per distance block: CHUNK x n float32 distances at a time
 
 
 class FeatureNet(nn.Module):
-    """x (N, P) in [0, 1], P = side * side -> class logits (N, n_classes); `features(x)` -> (N, FEATURE_DIM): two
-    3x3 conv layers (16, 32 channels, ReLU, 2x2 max pooling), a linear layer to FEATURE_DIM ReLU units, a linear
-    output layer."""
+    """x (N, P) in [0, 1], P = the pixels of image_shape ((side, side), or (channels, side, side) for colour) ->
+    class logits (N, n_classes); `features(x)` -> (N, FEATURE_DIM): two 3x3 conv layers (16, 32 channels, ReLU, 2x2
+    max pooling), a linear layer to FEATURE_DIM ReLU units, a linear output layer."""
 
-    def __init__(self, side: int, n_classes: int):
+    def __init__(self, image_shape: tuple[int, ...], n_classes: int):
         super().__init__()
-        self.side = side
+        self.shape = (1, *image_shape) if len(image_shape) == 2 else tuple(image_shape)  # (C, H, W)
+        side = self.shape[-1]
         self.trunk = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
+            nn.Conv2d(self.shape[0], 16, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1),
@@ -69,7 +70,7 @@ class FeatureNet(nn.Module):
         self.head = nn.Linear(FEATURE_DIM, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x.reshape(-1, 1, self.side, self.side))
+        return self.trunk(x.reshape(-1, *self.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -120,7 +121,7 @@ def train_classifier(dataset: data_lib.Dataset, settings: dict, progress: bool =
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings["seed"])
-            net = FeatureNet(dataset.image_shape[0], dataset.n_classes)
+            net = FeatureNet(dataset.image_shape, dataset.n_classes)
         gen = torch.Generator().manual_seed(settings["seed"])
         opt = torch.optim.Adam(net.parameters(), lr=settings["lr"])
         per_epoch = math.ceil(len(dataset.train) / settings["batch_size"])
@@ -185,7 +186,7 @@ def load_classifier(
                     torch.save(record, tmp)
     except OSError as exc:
         raise _cache_error(directory, exc) from None
-    net = FeatureNet(dataset.image_shape[0], dataset.n_classes)
+    net = FeatureNet(dataset.image_shape, dataset.n_classes)
     net.load_state_dict(record["state"])
     net.eval().requires_grad_(False)
     return Classifier(net, record["test_acc"], record["test_features"], path, trained)
