@@ -101,7 +101,7 @@ CASES = [
     ("train-hidden-huge", TRAIN + ["--hidden", "100000000"], 2, "GB of memory"),
     ("train-batch-huge", TRAIN + ["--batch-size", "1000000000"], 2, "GB of memory"),
     ("train-model-unknown", TRAIN + ["--model", "gan"], 2, "invalid choice: 'gan'"),
-    ("train-dataset-unknown", ["train", "--dataset", "cifar"], 2, "invalid choice: 'cifar'"),
+    ("train-dataset-unknown", ["train", "--dataset", "cifar"], 2, "unknown dataset 'cifar'"),
     ("train-preprocessing-unknown", TRAIN + ["--preprocessing", "float"], 2, "invalid choice: 'float'"),
     ("train-n-chains-zero", TRAIN + ["--n-chains", "0"], 2, "n_chains must be a positive integer"),
     ("train-epochs-text", TRAIN + ["--epochs", "abc"], 2, "invalid int value: 'abc'"),
