@@ -117,8 +117,13 @@ def read_cifar10(root: Path, download: bool, md5: dict[str, str] | None = None) 
         if reason is None:
             _checked(archive, CIFAR10_ARCHIVE[1])
             with tarfile.open(archive, "r:gz") as tar:  # only the batch files, never a path outside base
-                members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(CIFAR10_FOLDER + "/")]
-                tar.extractall(base, members=members, filter="data")
+                members = [
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile() and Path(m.name).parts[:1] == (CIFAR10_FOLDER,) and ".." not in Path(m.name).parts
+                ]
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+                tar.extractall(base, members=members, **safe)
         missing = [n for n in names if not (folder / n).exists()]
         if missing:
             raise _missing("cifar10", folder, {n: md5[n] for n in missing}, reason or "archive incomplete")
