@@ -15,7 +15,7 @@ from lae.families import FAMILIES
 from lae.models import ModelConfig
 from lae.nets import ARCHITECTURES
 
-MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow
+MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow, frozen, map
 OPTIMIZERS = ("adam", "sgd")
 LOGISTIC_SCALES = ("pixel", "shared")
 DEVICES = ("auto", "cpu", "cuda")

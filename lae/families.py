@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from lae.controls import MAP, Frozen, FrozenConfig, MAPConfig
 from lae.flows import VAEFlow, VAEFlowConfig
 from lae.lae import LAE, LAEConfig
 from lae.models import LatentModel, ModelConfig
@@ -28,6 +29,8 @@ FAMILIES: dict[str, Family] = {
     "lvae": Family(LVAEConfig, LVAE),
     "lae": Family(LAEConfig, LAE),
     "vae_flow": Family(VAEFlowConfig, VAEFlow),
+    "frozen": Family(FrozenConfig, Frozen),  # LAE's controls (lae.controls): Phi fixed at its initial value,
+    "map": Family(MAPConfig, MAP),  # and Phi trained by the optimizer (amortized MAP)
 }
 
 

@@ -63,6 +63,18 @@ class _Precomputed(torch.autograd.Function):
         return (None, None, None, *(None if g is None else g * factor for g in ctx.grads))
 
 
+def initial_phi(config: ModelConfig, n_features: int) -> torch.Tensor:
+    """Phi's initial value (config.n_chains, D, H), H = n_features, drawn from torch's global generator after the
+    trunk's (lae.controls starts from the same value): orthogonal per chain as the official code's last encoder layer
+    for the layernorm architecture, else nn.Linear's default initialisation per chain."""
+    if config.architecture == "layernorm":
+        return torch.stack(
+            [torch.nn.init.orthogonal_(torch.empty(config.latent_dim, n_features)) for _ in range(config.n_chains)]
+        )
+    bound = 1.0 / math.sqrt(n_features)
+    return (torch.rand(config.n_chains, config.latent_dim, n_features) * 2 - 1) * bound
+
+
 class LAE(LatentModel):
     config: LAEConfig
 
@@ -70,17 +82,7 @@ class LAE(LatentModel):
         super().__init__(config)
         self.trunk, self.n_features = build_trunk(config)
         initialize(self, config.architecture)
-        if config.architecture == "layernorm":  # orthogonal, as the official code's last encoder layer
-            phi = torch.stack(
-                [
-                    torch.nn.init.orthogonal_(torch.empty(config.latent_dim, self.n_features))
-                    for _ in range(config.n_chains)
-                ]
-            )
-        else:
-            bound = 1.0 / math.sqrt(self.n_features)  # nn.Linear's default initialisation, per chain
-            phi = (torch.rand(config.n_chains, config.latent_dim, self.n_features) * 2 - 1) * bound
-        self.register_buffer("phi", phi)
+        self.register_buffer("phi", initial_phi(config, self.n_features))
         # The step size in use: config.step_size, or its adapted value when target_accept is set.
         self.register_buffer("log_step_size", torch.tensor(math.log(config.step_size)))
         self._proposed: _Proposed | None = None  # left by a training-mode loss, applied by update()
