@@ -126,7 +126,8 @@ class LAE(LatentModel):
         """Training: the mean energy over the chains' states after steps 1..T (nats per image), to train the
         decoder and the trunk; the chains' new Phi and the adapted step size are kept for `update`. Eval mode: the
         mean energy, nothing kept. Diagnostics are detached 0-d tensors (nothing is read back to the host, except
-        on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64)."""
+        on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64) and jump
+        (`_keep`)."""
         c, n = self.config, x.shape[0]
         if self.training and not c.mh:
             return self._loss_without_mh(x, generator)
@@ -173,13 +174,16 @@ class LAE(LatentModel):
         return loss, self._keep(state, infos)
 
     def _keep(self, state: mala.MALAState, infos: list[mala.MALAInfo]) -> dict:
-        """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics."""
+        """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics: accept,
+        step_size and jump, the squared distance |Phi_t - Phi_(t-1)|^2 (summed over Phi's D x H entries) per ALD step
+        and chain, averaged over both (0 for a chain that rejects every move)."""
         accept = torch.stack([i.acceptance_rate for i in infos]).mean().detach()
+        jump = torch.stack([i.sq_jump for i in infos]).mean().detach()
         step = adaptation.init(self.log_step_size)
         if self.config.target_accept is not None:
             step = adaptation.robbins_monro(step, accept, self.config.target_accept)
         self._proposed = _Proposed(state.position, step.log_step_size)
-        return {"accept": accept, "step_size": step.step_size}
+        return {"accept": accept, "step_size": step.step_size, "jump": jump}
 
     def _held_energy(self, evals: list[torch.Tensor], infos: list[mala.MALAInfo], skip_unused: bool) -> torch.Tensor:
         """Sum over steps t = 1..T and chains of the energy of the evaluation each chain holds after step t (with

@@ -58,20 +58,33 @@ class TrainResult:
     val_loss: list[float] = field(default_factory=list)  # per epoch (and before training, index 0)
     accept: list[float] = field(default_factory=list)  # mean MH acceptance per epoch (Langevin models; else nan)
     step_size: list[float | None] = field(default_factory=list)  # Langevin step at each epoch's end (None: none)
+    jump: list[float] = field(default_factory=list)  # LAE: mean squared jump of Phi per ALD step, per epoch; else nan
     seconds: float = 0.0
 
     def summary(self) -> dict:
         """The run as strict JSON: config, losses (nats per image) and, for Langevin models, the mean MH
-        acceptance and the step size in use (LAE: adapted when target_accept is set) per epoch; null where a
-        family has none."""
+        acceptance and the step size in use (LAE: adapted when target_accept is set) per epoch, and LAE's mean
+        squared jump of Phi per ALD step per epoch; null where a family has none."""
         return {
             "config": self.config.to_dict(),
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
             "accept": [None if math.isnan(a) else a for a in self.accept],
             "step_size": self.step_size,
+            "jump": [None if math.isnan(j) else j for j in self.jump],
             "train_seconds": self.seconds,
             "units": "nats per image",
+        }
+
+    def chain_summary(self) -> dict[str, float]:
+        """What the Langevin chain did, as result-store columns (bench.registry): final_step_size, the step in use at
+        the end of training (LAE's ALD step on Phi; the adapted one with target_accept), and phi_msjd, the mean
+        squared jump of Phi per ALD step and chain in the last epoch (0: a stuck chain); nan for a family without
+        them (and before the first epoch)."""
+        step = self.step_size[-1] if self.step_size else None
+        return {
+            "final_step_size": math.nan if step is None else float(step),
+            "phi_msjd": float(self.jump[-1]) if self.jump else math.nan,
         }
 
 
@@ -157,13 +170,16 @@ def fit(
         bar = None
         try:  # closed on every exit (a divergence, Ctrl-C): no half-drawn bar before the error line
             bar = progress_bar(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
-            mean_loss, mean_accept, step_size = _train_epoch(model, opt, dataset, config, epoch, gen, limit, bar)
+            mean_loss, mean_accept, mean_jump, step_size = _train_epoch(
+                model, opt, dataset, config, epoch, gen, limit, bar
+            )
         finally:
             if bar is not None:
                 bar.close()
         result.train_loss.append(mean_loss)
         result.accept.append(mean_accept)
         result.step_size.append(step_size)
+        result.jump.append(mean_jump)
         val, _ = evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)
         if not val <= limit:
             raise DivergenceError(epoch, n_batches, val, limit)
@@ -180,9 +196,10 @@ def fit(
 
 
 def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit: float, bar):
-    """One pass over the training split: -> (mean loss in nats per image, mean MH acceptance (nan without a chain),
-    the step size in use at the end (None without one)). DivergenceError when a minibatch's loss exceeds `limit`,
-    checked once per LOG_EVERY minibatches (the figures are read from the device then, not inside a step)."""
+    """One pass over the training split: -> (mean loss in nats per image, mean MH acceptance and mean squared jump
+    per step (nan without a chain), the step size in use at the end (None without one)). DivergenceError when a
+    minibatch's loss exceeds `limit`, checked once per LOG_EVERY minibatches (the figures are read from the device
+    then, not inside a step)."""
     tally = Tally()
     device = model_device(model)
     batch_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # order + binarization
@@ -199,7 +216,7 @@ def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit:
         if len(tally.pending) == LOG_EVERY:
             _read(tally, limit, epoch, bar)
     _read(tally, limit, epoch, bar)
-    return *tally.means(), tally.step_size
+    return *tally.means(), tally.mean_jump(), tally.step_size
 
 
 def _read(tally: Tally, limit: float, epoch: int, bar) -> None:
