@@ -54,6 +54,13 @@ class Tally:
         """(mean loss, mean acceptance) per image over what was read: nan acceptance for a family without one."""
         return self.total / self.n, self.accept / self.n
 
+    def postfix(self) -> dict[str, str]:
+        """The progress bar's fields: the latest minibatch loss; for Langevin models the epoch's running mean
+        acceptance and the step size in use."""
+        loss, accept, step_size = self.last_loss, self.means()[1], self.step_size
+        out = {"loss": f"{loss:.2f}", "accept": f"{accept:.2f}", "step": f"{step_size:.2g}" if step_size else ""}
+        return {k: v for k, v in out.items() if v and v != "nan"}
+
     def mean_jump(self) -> float:
         """The mean squared jump per step over what was read (nan for a family without a chain)."""
         return self.jump / self.n
