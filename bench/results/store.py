@@ -51,8 +51,8 @@ INT_COLUMNS = _columns(
 BOOL_COLUMNS = ("mh",)
 REQUIRED_COLUMNS = _columns(
     "schema_version sweep study trial params model dataset likelihood step_size n_chains n_steps mh k "
-    "latent_dim encoder_depth hidden epochs batch_size seed status error val_loss mh_accept train_seconds "
-    "eval_seconds git_commit torch_version optuna_version threads timestamp"
+    "latent_dim encoder_depth hidden epochs batch_size seed status error val_loss mh_accept final_step_size phi_msjd "
+    "train_seconds eval_seconds git_commit torch_version optuna_version threads timestamp"
 )
 STATUS_RANK = {"complete": 0, "pruned": 1, "fail": 2}
 
