@@ -130,3 +130,15 @@ def test_the_full_data_headline_sweep_is_the_full_budget_with_default_metrics():
     assert (full.epochs, len(full.seeds), full.train_size, full.metrics) == (50, 5, None, "default")
     assert spec.values == (16, 32) and full.values is None
     assert {p.model for p in spec.points(full)} == {"lae", "frozen", "map", "vae", "iwae", "lvae"}
+
+
+def test_the_leaderboard_shows_what_the_chain_did_beside_the_likelihood():
+    """mh_accept, final_step_size and phi_msjd are registry metrics in the likelihood section (bench.registry), so
+    every table shows them beside LAE's likelihood, and the result store requires them of every new row."""
+    from bench.registry import METRICS
+    from bench.results import leaderboard, store
+
+    chain = ("mh_accept", "final_step_size", "phi_msjd")
+    assert all(METRICS[m].section == "likelihood" for m in chain)
+    assert set(chain) <= {m.name for m in leaderboard.COLUMNS if m.section == "likelihood"}
+    assert set(chain) <= set(store.REQUIRED_COLUMNS)
