@@ -105,13 +105,31 @@ _METRICS = [
         "simulated from the model, AIS at the same settings: bounds the AIS error",
         _L,
     ),
+    # What LAE's chain did, beside its likelihood (issue 22): a chain that never moves makes LAE its `frozen` control.
     Metric(
         "mh_accept",
         "training",
         "fraction",
         None,
         "fraction: mean MH acceptance of the last training epoch (Langevin models)",
-        _S,
+        _L,
+    ),
+    Metric(
+        "final_step_size",
+        "training",
+        "step",
+        None,
+        "Phi^2 per nat: LAE's ALD step size in use at the end of training (the adapted one with target_accept)",
+        _L,
+    ),
+    Metric(
+        "phi_msjd",
+        "training",
+        "Phi^2/step",
+        None,
+        "squared Phi units: LAE's mean squared jump |Phi_t - Phi_(t-1)|^2 per ALD step and chain in the last training "
+        "epoch (summed over Phi's D x H entries; 0 for a stuck chain)",
+        _L,
     ),
     Metric(
         "ais_accept", "loglik", "fraction", None, "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)", _S

@@ -17,7 +17,7 @@ from lae.families import FAMILIES
 from lae.models import ModelConfig
 from lae.nets import ARCHITECTURES
 
-MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow, then installed families (lae.families)
+MODELS = tuple(FAMILIES)  # vae, iwae, lvae, lae, vae_flow, frozen, map, then installed families (lae.families)
 OPTIMIZERS = ("adam", "sgd")
 LOGISTIC_SCALES = ("pixel", "shared")
 DEVICES = ("auto", "cpu", "cuda")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from lae.controls import MAP, Frozen, FrozenConfig, MAPConfig
 from lae.flows import VAEFlow, VAEFlowConfig
 from lae.lae import LAE, LAEConfig
 from lae.models import LatentModel, ModelConfig
@@ -39,6 +40,8 @@ BUILT_IN: dict[str, Family] = {
     "lvae": Family(LVAEConfig, LVAE),
     "lae": Family(LAEConfig, LAE),
     "vae_flow": Family(VAEFlowConfig, VAEFlow),
+    "frozen": Family(FrozenConfig, Frozen),  # LAE's controls (lae.controls): Phi fixed at its initial value,
+    "map": Family(MAPConfig, MAP),  # and Phi trained by the optimizer (amortized MAP)
 }
 
 

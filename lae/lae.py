@@ -71,6 +71,18 @@ class _Precomputed(torch.autograd.Function):
         return (None, None, None, *(None if g is None else g * factor for g in ctx.grads))
 
 
+def initial_phi(config: ModelConfig, n_features: int) -> torch.Tensor:
+    """Phi's initial value (config.n_chains, D, H), H = n_features, drawn from torch's global generator after the
+    trunk's (lae.controls starts from the same value): orthogonal per chain as the official code's last encoder layer
+    for the layernorm architecture, else nn.Linear's default initialisation per chain."""
+    if config.architecture == "layernorm":
+        return torch.stack(
+            [torch.nn.init.orthogonal_(torch.empty(config.latent_dim, n_features)) for _ in range(config.n_chains)]
+        )
+    bound = 1.0 / math.sqrt(n_features)
+    return (torch.rand(config.n_chains, config.latent_dim, n_features) * 2 - 1) * bound
+
+
 class LAE(LatentModel):
     config: LAEConfig
     exact_posterior = True  # ALD's chain states are exact posterior draws when g(x) has rank N (Theorem 1)
@@ -79,17 +91,7 @@ class LAE(LatentModel):
         super().__init__(config)
         self.trunk, self.n_features = build_trunk(config)
         initialize(self, config.architecture)
-        if config.architecture == "layernorm":  # orthogonal, as the official code's last encoder layer
-            phi = torch.stack(
-                [
-                    torch.nn.init.orthogonal_(torch.empty(config.latent_dim, self.n_features))
-                    for _ in range(config.n_chains)
-                ]
-            )
-        else:
-            bound = 1.0 / math.sqrt(self.n_features)  # nn.Linear's default initialisation, per chain
-            phi = (torch.rand(config.n_chains, config.latent_dim, self.n_features) * 2 - 1) * bound
-        self.register_buffer("phi", phi)
+        self.register_buffer("phi", initial_phi(config, self.n_features))
         # The step size in use: config.step_size, or its adapted value when target_accept is set.
         self.register_buffer("log_step_size", torch.tensor(math.log(config.step_size)))
         self._proposed: _Proposed | None = None  # left by a training-mode loss, applied by update()
@@ -133,7 +135,8 @@ class LAE(LatentModel):
         """Training: the mean energy over the chains' states after steps 1..T (nats per image), to train the
         decoder and the trunk; the chains' new Phi and the adapted step size are kept for `update`. Eval mode: the
         mean energy, nothing kept. Diagnostics are detached 0-d tensors (nothing is read back to the host, except
-        on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64)."""
+        on the CPU, see `_held_energy`): accept (the mean MH acceptance) and, training, step_size (float64) and jump
+        (`_keep`)."""
         c, n = self.config, x.shape[0]
         if self.training and not c.mh:
             return self._loss_without_mh(x, generator)
@@ -180,13 +183,16 @@ class LAE(LatentModel):
         return loss, self._keep(state, infos)
 
     def _keep(self, state: mala.MALAState, infos: list[mala.MALAInfo]) -> dict:
-        """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics."""
+        """Keep the chains' new Phi and the (adapted) step size for `update`; -> the training diagnostics: accept,
+        step_size and jump, the squared distance |Phi_t - Phi_(t-1)|^2 (summed over Phi's D x H entries) per ALD step
+        and chain, averaged over both (0 for a chain that rejects every move)."""
         accept = torch.stack([i.acceptance_rate for i in infos]).mean().detach()
+        jump = torch.stack([i.sq_jump for i in infos]).mean().detach()
         step = adaptation.init(self.log_step_size)
         if self.config.target_accept is not None:
             step = adaptation.robbins_monro(step, accept, self.config.target_accept)
         self._proposed = _Proposed(state.position, step.log_step_size)
-        return {"accept": accept, "step_size": step.step_size}
+        return {"accept": accept, "step_size": step.step_size, "jump": jump}
 
     def _held_energy(self, evals: list[torch.Tensor], infos: list[mala.MALAInfo], skip_unused: bool) -> torch.Tensor:
         """Sum over steps t = 1..T and chains of the energy of the evaluation each chain holds after step t (with

@@ -35,6 +35,7 @@ class MALAInfo(NamedTuple):
     acceptance_rate: torch.Tensor  # (C,) min(1, exp(log alpha)); 1 when MH is off
     is_accepted: torch.Tensor  # (C,) bool
     energy: torch.Tensor  # (C,) energy of the new state
+    sq_jump: torch.Tensor | None = None  # (C,) squared distance moved |x_new - x|^2 (0 for a rejected move)
 
 
 def init(position: torch.Tensor, energy_fn: EnergyFn) -> MALAState:
@@ -57,7 +58,7 @@ def step(
     if not mh:  # unadjusted Langevin: every chain moves
         accepted = torch.ones(prop_energy.shape, dtype=torch.bool, device=pos.device)
         return MALAState(proposal, prop_energy, prop_grad), MALAInfo(
-            torch.ones_like(prop_energy), accepted, prop_energy
+            torch.ones_like(prop_energy), accepted, prop_energy, _sum_event((proposal - pos) ** 2)
         )
     log_q_forward = -0.5 * _sum_event(noise * noise)  # log q(x' | x) up to the shared constant
     back = pos - proposal + step_size * prop_grad
@@ -71,7 +72,8 @@ def step(
     new = MALAState(
         torch.where(mask, proposal, pos), torch.where(accepted, prop_energy, energy), torch.where(mask, prop_grad, grad)
     )
-    return new, MALAInfo(rate, accepted, new.energy)
+    sq_jump = torch.where(accepted, _sum_event((proposal - pos) ** 2), 0.0)
+    return new, MALAInfo(rate, accepted, new.energy, sq_jump)
 
 
 def ald_energy(

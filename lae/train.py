@@ -58,21 +58,28 @@ class TrainResult:
     val_loss: list[float] = field(default_factory=list)  # per epoch (and before training, index 0)
     accept: list[float] = field(default_factory=list)  # mean MH acceptance per epoch (Langevin models; else nan)
     step_size: list[float | None] = field(default_factory=list)  # Langevin step at each epoch's end (None: none)
+    jump: list[float] = field(default_factory=list)  # LAE: mean squared jump of Phi per ALD step, per epoch; else nan
     seconds: float = 0.0
 
     def summary(self) -> dict:
-        """The run as strict JSON: config, losses (nats per image) and, for Langevin models, the mean MH
-        acceptance and the step size in use (LAE: adapted when target_accept is set) per epoch; null where a
-        family has none."""
+        """The run as strict JSON: config, losses (nats per image) and per epoch the Langevin models' mean MH
+        acceptance, step size in use (LAE: adapted with target_accept), LAE's mean squared jump of Phi; null: none."""
         return {
             "config": self.config.to_dict(),
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
             "accept": [None if math.isnan(a) else a for a in self.accept],
             "step_size": self.step_size,
+            "jump": [None if math.isnan(j) else j for j in self.jump],
             "train_seconds": self.seconds,
             "units": "nats per image",
         }
+
+    def chain_summary(self) -> dict[str, float]:
+        """What the chain did, as result-store columns (bench.registry): final_step_size, LAE's ALD step at the end
+        (adapted with target_accept), and phi_msjd, its last epoch's mean squared jump of Phi per step; nan: none."""
+        step, jump = (self.step_size or [None])[-1], (self.jump or [math.nan])[-1]
+        return {"final_step_size": math.nan if step is None else float(step), "phi_msjd": float(jump)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,13 +164,14 @@ def fit(
         bar = None
         try:  # closed on every exit (a divergence, Ctrl-C): no half-drawn bar before the error line
             bar = progress_bar(n_batches, f"{config.model} epoch {epoch}/{config.epochs}", progress)
-            mean_loss, mean_accept, step_size = _train_epoch(model, opt, dataset, config, epoch, gen, limit, bar)
+            tally = _train_epoch(model, opt, dataset, config, epoch, gen, limit, bar)
         finally:
             if bar is not None:
                 bar.close()
-        result.train_loss.append(mean_loss)
-        result.accept.append(mean_accept)
-        result.step_size.append(step_size)
+        result.train_loss.append(tally.means()[0])
+        result.accept.append(tally.means()[1])
+        result.step_size.append(tally.step_size)
+        result.jump.append(tally.mean_jump())
         val, _ = evaluate_loss(model, dataset.val, config.batch_size, config.seed + 1, device)
         if not val <= limit:
             raise DivergenceError(epoch, n_batches, val, limit)
@@ -172,7 +180,7 @@ def fit(
         a = result.accept[-1]  # nan: no chain
         if config.mh and settled and not warned and not math.isnan(a) and not ACCEPT_LOW <= a <= ACCEPT_HIGH:
             warned = True
-            warnings.warn(_health_message(config, epoch, a, step_size), ChainHealthWarning, 2)
+            warnings.warn(_health_message(config, epoch, a, tally.step_size), ChainHealthWarning, 2)
         if on_epoch is not None:
             on_epoch(epoch, val)
     result.seconds = time.perf_counter() - start
@@ -180,8 +188,7 @@ def fit(
 
 
 def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit: float, bar):
-    """One pass over the training split: -> (mean loss in nats per image, mean MH acceptance (nan without a chain),
-    the step size in use at the end (None without one)). DivergenceError when a minibatch's loss exceeds `limit`,
+    """One pass over the training split -> its Tally, read. DivergenceError when a minibatch's loss exceeds `limit`,
     checked once per LOG_EVERY minibatches (the figures are read from the device then, not inside a step)."""
     tally = Tally()
     device = model_device(model)
@@ -199,7 +206,7 @@ def _train_epoch(model, opt, dataset, config: RunConfig, epoch: int, gen, limit:
         if len(tally.pending) == LOG_EVERY:
             _read(tally, limit, epoch, bar)
     _read(tally, limit, epoch, bar)
-    return *tally.means(), tally.step_size
+    return tally
 
 
 def _read(tally: Tally, limit: float, epoch: int, bar) -> None:
@@ -207,14 +214,7 @@ def _read(tally: Tally, limit: float, epoch: int, bar) -> None:
     bad = tally.read(limit)
     if bad is not None:
         raise DivergenceError(epoch, *bad, limit)
-    bar.set_postfix(_postfix(tally.last_loss, tally.means()[1], tally.step_size), refresh=False)
-
-
-def _postfix(loss: float, accept: float, step_size: float | None) -> dict[str, str]:
-    """The progress bar's fields: the minibatch loss; for Langevin models the epoch's running mean acceptance and the
-    step size in use."""
-    out = {"loss": f"{loss:.2f}", "accept": f"{accept:.2f}", "step": f"{step_size:.2g}" if step_size else ""}
-    return {k: v for k, v in out.items() if v and v != "nan"}
+    bar.set_postfix(tally.postfix(), refresh=False)
 
 
 def _health_message(config: RunConfig, epoch: int, accept: float, step_size: float | None) -> str:

@@ -113,7 +113,9 @@ def test_paper_protocol_for_lae_is_the_closed_form_elbo():
 
 def test_plain_sgd_study_differs_from_the_paper_study_only_in_momentum():
     """sweeps/paper_mnist_sgd.toml is paper_mnist with the official code's plain SGD: every trial's configuration,
-    budget by budget, is paper_mnist's with momentum 0 (paper_mnist: the suite's 0.9)."""
+    budget by budget, is paper_mnist's with momentum 0 (paper_mnist: the suite's 0.9). Its two more trials per seed
+    (issue 22) are the paper's LAE with one change, its step adapted toward 50% acceptance, and the `frozen` control
+    at the LAE's networks, data and optimizer."""
     from bench.sweep import load_spec
 
     study, plain = load_spec("paper_mnist"), load_spec("paper_mnist_sgd")
@@ -121,8 +123,17 @@ def test_plain_sgd_study_differs_from_the_paper_study_only_in_momentum():
         a, b = study.budget(name), plain.budget(name)
         assert a == b
         points_a, points_b = study.points(a), plain.points(b)
-        assert [p.label for p in points_a] == [p.label for p in points_b]
-        for pa, pb in zip(points_a, points_b, strict=True):
+        extra = {p.label: p for p in points_b[1:3]}
+        assert [p.label for p in points_a] == [p.label for p in points_b if p.label not in extra]
+        assert list(extra) == ["lae adaptive", "frozen"]
+        for pa, pb in zip(points_a, [p for p in points_b if p.label not in extra], strict=True):
             ca, cb = study.config(pa, a, 0), plain.config(pb, b, 0)
             assert (ca.momentum, cb.momentum) == (0.9, 0.0)
             assert ca.to_dict() | {"momentum": 0.0} == cb.to_dict()
+        lae = plain.config(points_b[0], b, 0).to_dict()
+        assert plain.config(extra["lae adaptive"], b, 0).to_dict() == lae | {"target_accept": 0.5}
+        frozen = plain.config(extra["frozen"], b, 0).to_dict()
+        sampler = ("step_size", "n_steps", "mh", "target_accept")  # LAE's chain: none in the control
+        assert {k: v for k, v in frozen.items() if k not in sampler} == {
+            k: v for k, v in lae.items() if k not in sampler
+        } | {"model": "frozen"}

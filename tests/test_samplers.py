@@ -96,6 +96,30 @@ def test_exactness_check_detects_wrong_mh_reverse_proposal():
     assert z > MEAN_Z_MAX or cov_err > COV_REL_TOL
 
 
+@pytest.mark.parametrize("kind", ["frozen", "map"])
+def test_exactness_check_fails_for_the_no_sampling_controls(kind):
+    """The check LAE passes fails for its controls (lae.controls), whose posterior samples are a point mass per chain:
+    `frozen` at its random initial Phi, and `map` even at its optimum, the Phi whose codes are the exact posterior
+    modes (= means): the means are right, the spread is missing. The controls differ from LAE in the sampler alone."""
+    truth, x = _setup()
+    mean, cov = truth.posterior(x)
+    n_chains, n_samples = 64, 20
+    torch.manual_seed(0)
+    model = truth.model(kind, n_chains=n_chains)
+    if kind == "map":
+        with torch.no_grad():  # z = x Phi^T = the exact posterior mean, for every chain
+            model.phi.copy_(torch.linalg.pinv(x.double()).matmul(mean).T.float().expand(n_chains, D, P))
+        loss, _ = model.loss(x, None)
+        (grad,) = torch.autograd.grad(loss, model.phi)
+        assert grad.abs().max() < 1e-4  # a fixed point of MAP's training: the energy is at its minimum in Phi
+    draws = model.posterior_samples(x, n_chains * n_samples, None)  # (n, N, D), the chains in turn
+    samples = draws.reshape(n_samples, n_chains, N, D).transpose(0, 1)  # (C, S, N, D)
+    assert torch.equal(samples[:, 0], samples[:, -1])  # no chain moves
+    z, cov_err = posterior_mismatch(samples, mean, cov)
+    assert z > MEAN_Z_MAX or cov_err > COV_REL_TOL
+    assert cov_err > 0.5  # no spread: the covariance is missed by far more than the check's tolerance
+
+
 def test_acceptance_tends_to_one_as_step_size_shrinks():
     truth, x = _setup()
     rates = [

@@ -53,13 +53,20 @@ def test_smoke_sweep_end_to_end_on_mnist(tmp_path):
     assert not missing, missing
     assert (rows["status"] == "complete").all(), rows[["point", "error"]]
     lae = rows[rows["model"] == "lae"]
-    # every metric filled, except where the metric is undefined (bench.metrics): the ELBO of LAE (no encoder
-    # distribution) and bits/dim of binarized data (8-bit data only)
-    undefined = {"test_elbo": rows["model"] == "lae", "test_bpd_ais": rows["likelihood"] == "bernoulli"}
+    # every metric filled, except where the metric is undefined (bench.metrics): the ELBO of LAE and its controls (no
+    # encoder distribution) and bits/dim of binarized data (8-bit data only)
+    no_elbo = rows["model"].isin(["lae", "frozen", "map"])
+    undefined = {"test_elbo": no_elbo, "test_bpd_ais": rows["likelihood"] == "bernoulli"}
     for col in METRICS_REQUIRED + ["val_loss", "train_seconds"]:
         nan = undefined.get(col, pd.Series(False, index=rows.index))
         assert rows.loc[~nan, col].map(math.isfinite).all() and rows.loc[nan, col].isna().all(), col
     assert lae["mh_accept"].between(0, 1).all() and rows[rows["model"] == "vae"]["mh_accept"].isna().all()
+    assert (lae["final_step_size"] > 0).all() and (lae["phi_msjd"] >= 0).all()  # what the chain did (LAE only)
+    adaptive = lae[lae["variant"] == "lae adaptive"]
+    assert (adaptive["final_step_size"] != 1e-5).all() and (adaptive["phi_msjd"] > 0).all()  # adapted, and moving
+    others = rows[rows["model"] != "lae"]
+    assert others[["final_step_size", "phi_msjd"]].isna().all().all()
+    assert rows[rows["model"].isin(["frozen", "map"])]["mh_accept"].isna().all()  # the controls have no chain
     assert (rows["schema_version"] == store.SCHEMA_VERSION).all()
     assert set(rows["dataset"]) == {"mnist"} and set(rows["likelihood"]) == {"bernoulli"}
     swept = rows[rows["variant"] == "lae"]  # the LAE that follows the axis ("lae adaptive" is a reference row)

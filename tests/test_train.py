@@ -3,6 +3,7 @@ learning on real MNIST."""
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import warnings
@@ -23,7 +24,7 @@ from lae.train import (
     save_checkpoint,
 )
 
-FAMILIES = ("vae", "iwae", "lvae", "lae", "vae_flow")
+FAMILIES = ("vae", "iwae", "lvae", "lae", "vae_flow", "frozen", "map")
 
 
 def small(model, **kw):
@@ -51,6 +52,7 @@ def test_mh_at_huge_step_size_rejects_instead_of_diverging_and_warns_once():
     with pytest.warns(ChainHealthWarning, match="acceptance 0.000") as record:
         result = fit(small("lae", step_size=1e4, mh=True, epochs=2))
     assert result.accept[-1] < 0.05
+    assert result.jump[-1] < 1e-2 * fit(small("lae", target_accept=0.5, epochs=2)).jump[-1]  # Phi hardly moves
     assert len([w for w in record if w.category is ChainHealthWarning]) == 1  # two stuck epochs, one warning
 
 
@@ -77,8 +79,13 @@ def test_summary_records_acceptance_and_adapted_step_size_per_epoch():
     assert len(summary["accept"]) == len(summary["step_size"]) == 2
     assert all(0 < a < 1 for a in summary["accept"])
     assert summary["step_size"][-1] == pytest.approx(result.model.step_size) and summary["step_size"][-1] != 1e-4
-    vae = json.loads(json.dumps(fit(small("vae")).summary(), allow_nan=False))
-    assert vae["accept"] == [None] and vae["step_size"] == [None]
+    assert len(summary["jump"]) == 2 and all(j > 0 for j in summary["jump"])  # an adapted chain moves
+    chain = result.chain_summary()  # the result-store columns: the adapted step, the last epoch's jump
+    assert chain == {"final_step_size": result.model.step_size, "phi_msjd": summary["jump"][-1]}
+    vae_result = fit(small("vae"))
+    vae = json.loads(json.dumps(vae_result.summary(), allow_nan=False))
+    assert vae["accept"] == [None] and vae["step_size"] == [None] and vae["jump"] == [None]
+    assert all(math.isnan(v) for v in vae_result.chain_summary().values())
 
 
 def test_configs_beyond_memory_are_refused_before_anything_allocates():

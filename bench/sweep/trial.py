@@ -143,6 +143,7 @@ def run_trial(
         val_loss=float(result.val_loss[-1]) if result is not None else last_val,
         train_loss=float(result.train_loss[-1]) if result is not None and result.train_loss else math.nan,
         mh_accept=float(result.accept[-1]) if result is not None and result.accept else math.nan,
+        **(result.chain_summary() if result is not None else {}),  # final_step_size, phi_msjd (LAE; else nan)
         epochs_run=result.config.epochs if result is not None else epochs_run,
         train_seconds=float(train_seconds),
         threads=torch.get_num_threads(),
