@@ -60,10 +60,8 @@ BOOL_COLUMNS = _run_fields(bool)
 REQUIRED_COLUMNS = (
     _columns("schema_version sweep study trial params")
     + tuple(f.name for f in dataclasses.fields(RunConfig))
-    + _columns(
-        "likelihood status error val_loss mh_accept final_step_size phi_msjd train_seconds eval_seconds git_commit torch_version"
-    )
-    + _columns("optuna_version threads timestamp")
+    + _columns("likelihood status error val_loss mh_accept final_step_size phi_msjd train_seconds eval_seconds")
+    + _columns("git_commit torch_version optuna_version threads timestamp")
 )
 STATUS_RANK = {"complete": 0, "pruned": 1, "fail": 2}
 
