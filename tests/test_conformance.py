@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # LAE's exact-posterior check mixes within POSTERIOR_DRAWS / n_chains ALD steps at this step size (tests/test_samplers)
 OPTIONS = {"lae": {"n_chains": 64, "step_size": 2e-3}}
+NO_ELBO = {"lae", "frozen", "map"}  # no variational distribution: LAE and its no-sampling controls (lae.controls)
 
 
 @pytest.mark.parametrize("kind", list(BUILT_IN))
@@ -24,7 +25,7 @@ def test_every_built_in_family_conforms(kind):
     assert list(checks) == ["prior", "elbo", "is", "ais", "posterior", "checkpoint"]
     assert all(c.passed is not False for c in checks.values()), conformance.report(list(checks.values()))
     assert checks["is"].passed and checks["ais"].passed and checks["checkpoint"].passed and checks["prior"].passed
-    assert (checks["elbo"].passed is None) == (kind == "lae")  # LAE has no ELBO; every other family is judged
+    assert (checks["elbo"].passed is None) == (kind in NO_ELBO)  # LAE and its controls have none; the rest are judged
     assert (checks["posterior"].passed is None) == (kind != "lae")  # only LAE claims exact samples
 
 
