@@ -99,3 +99,12 @@ def test_every_bad_input_is_one_line_and_exit_status_2(tmp_path, case, forked_cl
     assert lines[0].startswith("error: ") and all(text in lines[0] for text in expected), lines[0]
     assert "s3cretPW" not in run.stderr + run.stdout
     assert not (tmp_path / "r" / "parquet").exists() and not run.stdout  # nothing trained, nothing written
+
+
+def test_a_spec_that_is_not_utf8_is_one_line(tmp_path, forked_cli):
+    """Issue 25: a Latin-1 spec was a UnicodeDecodeError traceback."""
+    spec = tmp_path / "latin1.toml"
+    spec.write_bytes('description = "café"\n'.encode("latin-1"))
+    run = forked_cli("sweep", spec, "--results", tmp_path / "r", "--no-leaderboard")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith(f"error: {spec}: not UTF-8 text") and not (tmp_path / "r").exists()

@@ -133,7 +133,10 @@ def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
     """Find (``bench.sweep.paths.find_spec``), parse and validate a spec. Malformed TOML: BenchError with the file,
     line and column; bad keys or values: BenchError naming the file and key (and the line where it can be found)."""
     path = find_spec(name, sweeps_dir)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start}); a sweep spec is TOML, which is UTF-8") from None
     spec = parse_spec(path, text)
     validate_spec(spec, text)
     return spec
