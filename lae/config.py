@@ -84,6 +84,7 @@ SEEDS = Range(0, MAX_SEED)  # every seed: train's, evaluate's, figures'
 COUNTS = Range(1, INT32_MAX)  # sizes torch takes as C ints (the memory estimate bounds them further)
 THREADS = Range(1, 1024)  # torch intra-op threads (set_num_threads takes a C int; more than 1024 is a typo)
 PORTS = Range(0, 65535)  # a TCP port; 0: any free one
+EPOCHS = Range(1, 10_000)  # training epochs (the paper's longest runs are thousands; 10**12 is a typo)
 
 
 def check(name: str, v, kind: Range):
@@ -139,7 +140,7 @@ class RunConfig:
         range=Range(0, 1, integer=False, open_low=True, open_high=True),
     )
     k: int = _doc(5, "IWAE importance samples", range=COUNTS)
-    epochs: int = _doc(1, "training epochs", range=Range(1, 10_000))
+    epochs: int = _doc(1, "training epochs", range=EPOCHS)
     batch_size: int = _doc(100, "minibatch size", range=COUNTS)
     optimizer: str = _doc("adam", "optimizer (adam is fused on the CPU)", choices=OPTIMIZERS)
     lr: float = _doc(1e-3, "learning rate", range=Range(0, 1e8, integer=False, open_low=True))

@@ -54,6 +54,12 @@ SPEC_CASES = {
     "mh not a boolean": (("mh = true", 'mh = "yes"'), ["fixed.mh", "'yes'"]),
     "negative lr": (("n_steps = 2", "n_steps = 2\nlr = -1.0"), ["fixed.lr", "-1.0"]),
     "sampler_seed not an integer": (('dataset = "digits"', 'dataset = "digits"\nsampler_seed = "x"'), ["sampler_seed"]),
+    "seeds overflow memory": (("seeds = 1", "seeds = 1000000000000"), ["budget.smoke.seeds", "up to 100000"]),
+    "grid too large": (("seeds = 1", "seeds = 50000"), ["budget.smoke.seeds", "3 points x 50000 seeds"]),
+    "ais_intermediate huge": (("ais_intermediate = 10", "ais_intermediate = 1000000000000"), ["ais_intermediate"]),
+    "ais_chains beyond memory": (("ais_chains = 2", "ais_chains = 1000000000"), ["MetricSettings.memory_bytes"]),
+    "epochs huge": (("epochs = 1", "epochs = 1000000000000"), ["budget.smoke.epochs", "up to 10000"]),
+    "step_size huge": (("values = [0.0001, 0.001]", "values = [0.0001, 1e308]"), ["values", "up to 10000"]),
     "tune: low above high": (("low = 1e-6", "low = 1.0"), ["search.step_size", "low < high"]),
     "tune: unknown pruner argument": (("n_startup_trials = 2", "n_startup_trials = 2\nwarmup = 3"), ["pruner"]),
 }
