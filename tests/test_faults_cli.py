@@ -87,6 +87,9 @@ CLI_CASES = {
     "results under a file": (["--results", "{file}/r"], ["cannot write results", "Not a directory"]),
     "zero threads": (["--threads", "0"], ["--threads"]),
     "negative workers": (["--workers", "-1"], ["--workers"]),
+    "more workers than cores or trials": (["--workers", "1000"], ["--workers 1000: at most"]),
+    "threads beyond a C int": (["--threads", "1000000000000"], ["--threads", "up to 1024"]),
+    "empty results path": (["--results", ""], ["--results: an empty path"]),
 }
 
 
