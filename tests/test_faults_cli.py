@@ -117,3 +117,15 @@ def test_a_spec_that_is_not_utf8_is_one_line(tmp_path, forked_cli):
     run = forked_cli("sweep", spec, "--results", tmp_path / "r", "--no-leaderboard")
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith(f"error: {spec}: not UTF-8 text") and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content", [b"my notes\nkeep them\n", b"SQLite format 3\x00" + bytes(100)])
+def test_a_journal_path_holding_other_data_is_refused_never_emptied(tmp_path, forked_cli, content):
+    """Issue 25: `--storage journal:<a text file>` was "repaired" (emptied, kept as .bak) and used."""
+    spec = _spec(tmp_path, "no edit")
+    other = tmp_path / "notes.txt"
+    other.write_bytes(content)
+    run = forked_cli("sweep", spec, "--storage", f"journal:{other}", "--results", tmp_path / "r", "--no-leaderboard")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "is not an Optuna journal" in run.stderr and other.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("notes")) == ["notes.txt"]
