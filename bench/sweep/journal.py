@@ -106,7 +106,7 @@ def holds_other_data(journal: Path) -> bool:
     try:
         with open(journal, "rb") as f:
             head = f.read(64)
-    except (FileNotFoundError, IsADirectoryError):
+    except OSError:  # missing, a directory, under a file: the storage's opener says what is wrong
         return False
     return bool(head) and re.match(rb'\{\s*"op_code"\s*:', head) is None
 
