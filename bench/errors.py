@@ -99,4 +99,5 @@ def ranged(kind: Range):
         return value
 
     parse.__name__ = "int"  # argparse names the type in its messages
+    parse.range = kind  # what the fuzzing test (tests/test_fuzz_cli.py) draws outside of
     return parse
