@@ -198,3 +198,14 @@ def test_overwrite_replaces_an_existing_run(cli, files, tmp_path):
     r = cli(*TRAIN, "--model", "vae", "--out", run, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["model"] == "vae"
+
+
+def test_leaderboard_of_only_garbage_rows_names_what_it_lacks(cli, tmp_path):
+    """Issue 25: a store of only unreadable rows said `no rows of  in ...` (an empty name)."""
+    folder = tmp_path / "parquet" / "foo" / "foo.smoke.mnist"
+    folder.mkdir(parents=True)
+    (folder / "t00001-x.parquet").write_bytes(b"not a parquet file" * 20)
+    r = cli("leaderboard", "--results", tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no readable rows of any sweep in ") and "quarantine" in last, last
