@@ -287,12 +287,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel,
     biases = {int(k.split(".")[2]): v for k, v in state.items() if re.fullmatch(r"decoder\.net\.\d+\.bias", k)}
     if not biases or biases[max(biases)].dim() != 1:  # other names are left to _mismatch, which names them
         raise CheckpointError(f"checkpoint {path} has no decoder output bias (a vector decoder.net.<layer>.bias)")
-    n_pixels = biases[max(biases)].shape[0]  # the decoder's output width
     try:
         here = dataclasses.replace(config, device=device).validate()
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = new_model(here, n_pixels, resolve_device(device))
+    model = new_model(here, biases[max(biases)].shape[0], resolve_device(device))  # n_pixels: the decoder's width
     problem = _mismatch(state, model.state_dict())
     if problem is not None:
         raise CheckpointError(f"checkpoint {path} does not match its config ({config.model}): {problem}")
