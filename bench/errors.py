@@ -1,12 +1,17 @@
 """Errors the CLI turns into one line on stderr and a non-zero exit (never a traceback), the one-line naming of
-an unexpected failure's cause (``describe``: disk full, storage unreachable, ...), and the check that refuses an
-unwritable output path before any work (``check_output``)."""
+an unexpected failure's cause (``describe``: disk full, storage unreachable, ...), the check that refuses an
+unwritable output path before any work (``check_output``), and the argparse types of every command's paths
+(``path_arg``: never empty) and bounded integers (``ranged``: seeds, threads, ports, counts, in lae.config's
+ranges)."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import tempfile
 from pathlib import Path
+
+from lae.config import Range
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _UNREACHABLE = ("Operational", "Interface", "Connection", "Timeout")  # exception class names of a lost server
@@ -70,3 +75,29 @@ def check_output(path: Path, option: str, directory: bool) -> None:
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as exc:
         raise BenchError(f"{option} {path}: cannot write in {probe} ({exc.strerror})") from None
+
+
+def path_arg(text: str) -> Path:
+    """An argparse type: a path option's value, refused when empty (`--out ''` would mean the working directory, a
+    checkout often): the usage error is one line, exit status 2."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name a file or directory")
+    return Path(text)
+
+
+def ranged(kind: Range):
+    """An argparse type: an integer in ``kind`` (lae.config.SEEDS, THREADS, PORTS, COUNTS); a value out of range (a
+    seed of 10**30, a port of 70000) is a one-line usage error, exit status 2, before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not kind.holds(value):
+            raise argparse.ArgumentTypeError(f"must be {kind.describe()}; got {text}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    parse.range = kind  # what the fuzzing test (tests/test_fuzz_cli.py) draws outside of
+    return parse

@@ -9,6 +9,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lae import conv as conv_lib
 from lae import data as data_lib
@@ -22,7 +23,11 @@ OPTIMIZERS = ("adam", "sgd")
 LOGISTIC_SCALES = ("pixel", "shared")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_PIXELS = 784  # the memory estimate's image size when the dataset's is unknown before reading (npz, plugins)
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+INT32_MAX = 2**31 - 1  # a C int: torch's sizes and thread counts; the memory estimate bounds sizes further
+
+
+FAMILY_OPTIONS = tuple(dict.fromkeys(n for f in FAMILIES.values() for n in f.config.run_options))  # k, step_size, ...
 
 
 def physical_memory_bytes() -> int:
@@ -34,10 +39,64 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message is one line naming the field."""
 
 
-def _doc(default, help: str, choices: tuple[str, ...] | None = None):
-    """A RunConfig field with its documentation: the one place a field is described (the `train`
-    options' help is made from it)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+class Range(NamedTuple):
+    """The documented range of a number: low..high, each end closed unless `open_low` / `open_high`; `integer`: an
+    int (never a bool: TOML's true is no number), else a finite int or float. The one check of every numeric value
+    where it enters: RunConfig fields (their metadata), MetricSettings, and the commands' seeds, threads, ports and
+    counts (`check`)."""
+
+    low: float
+    high: float
+    integer: bool = True
+    open_low: bool = False
+    open_high: bool = False
+
+    def text(self) -> str:
+        """The range as help and messages say it: `1..2147483647`, `(0, 1e+04]`."""
+        if self.integer:
+            return f"{self.low}..{self.high}"
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+    def holds(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if self.integer else (int, float)):
+            return False
+        if not self.integer and not math.isfinite(v):
+            return False
+        above = v > self.low if self.open_low else v >= self.low
+        below = v < self.high if self.open_high else v <= self.high
+        return above and below
+
+    def check(self, name: str, v):
+        """`v` when in range, else ConfigError: `NAME must be <what>; got V` (one line)."""
+        if not self.holds(v):
+            raise ConfigError(f"{name} must be {self.describe()}; got {v!r}")
+        return v
+
+    def describe(self) -> str:
+        if self.integer:
+            kind = {0: "a non-negative integer", 1: "a positive integer"}.get(self.low, f"an integer >= {self.low}")
+            return f"{kind} up to {self.high}" if self.low in (0, 1) else f"an integer in {self.text()}"
+        if self.low == 0 and self.open_low and not self.open_high:
+            return f"a positive finite number up to {self.high:g}"
+        return f"in {self.text()}"
+
+
+SEEDS = Range(0, MAX_SEED)  # every seed: train's, evaluate's, figures'
+COUNTS = Range(1, INT32_MAX)  # sizes torch takes as C ints (the memory estimate bounds them further)
+THREADS = Range(1, 1024)  # torch intra-op threads (set_num_threads takes a C int; more than 1024 is a typo)
+PORTS = Range(0, 65535)  # a TCP port; 0: any free one
+EPOCHS = Range(1, 10_000)  # training epochs (the paper's longest runs are thousands; 10**12 is a typo)
+
+
+def check(name: str, v, kind: Range):
+    """`v` when `kind` holds it, else ConfigError (one line naming `name`, e.g. `--threads`)."""
+    return kind.check(name, v)
+
+
+def _doc(default, help: str, choices: tuple[str, ...] | None = None, range: Range | None = None):
+    """A RunConfig field with its documentation: the one place a field is described, its choices or its range (the
+    `train` options' help is made from it; `validate` checks them)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "range": range})
 
 
 @dataclass
@@ -59,31 +118,42 @@ class RunConfig:
     architecture: str = _doc(
         "mlp", "networks (lae.nets.ARCHITECTURES; layernorm: the official code's; conv: lae.conv)", ARCHITECTURES
     )
-    latent_dim: int = _doc(16, "latent dimension D")
-    encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)")
-    decoder_depth: int | None = _doc(None, "hidden layers of the decoder (default: mirror the encoder)")
-    hidden: int = _doc(256, "units per hidden layer (H, the feature width of g(x) when encoder_depth > 0)")
+    latent_dim: int = _doc(16, "latent dimension D", range=COUNTS)
+    encoder_depth: int = _doc(1, "hidden layers of the encoder trunk g(x) (0: linear encoder)", range=Range(0, 1000))
+    decoder_depth: int | None = _doc(
+        None, "hidden layers of the decoder (default: mirror the encoder)", range=Range(0, 1000)
+    )
+    hidden: int = _doc(
+        256, "units per hidden layer (H, the feature width of g(x) when encoder_depth > 0)", range=COUNTS
+    )
     step_size: float | None = _doc(
         None,
         "Langevin step size (default: the model's, LAE 1e-4 on Phi, LVAE 1e-2 on z; "
         "LAE: halve it when doubling batch_size)",
+        range=Range(0, 1e4, integer=False, open_low=True),
     )
-    n_chains: int = _doc(1, "LAE: independent ALD chains on Phi")
-    n_steps: int = _doc(2, "T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)")
+    n_chains: int = _doc(1, "LAE: independent ALD chains on Phi", range=COUNTS)
+    n_steps: int = _doc(2, "T: Langevin steps per minibatch (LAE) or refinement steps (LVAE)", range=COUNTS)
     mh: bool = _doc(True, "Metropolis-Hastings correction (MALA); off: unadjusted Langevin")
     target_accept: float | None = _doc(
-        None, "LAE: adapt step_size while training toward this MH acceptance rate (default: fixed step)"
+        None,
+        "LAE: adapt step_size while training toward this MH acceptance rate (default: fixed step)",
+        range=Range(0, 1, integer=False, open_low=True, open_high=True),
     )
-    k: int = _doc(5, "IWAE importance samples")
-    epochs: int = _doc(1, "training epochs")
-    batch_size: int = _doc(100, "minibatch size")
+    k: int = _doc(5, "IWAE importance samples", range=COUNTS)
+    epochs: int = _doc(1, "training epochs", range=EPOCHS)
+    batch_size: int = _doc(100, "minibatch size", range=COUNTS)
     optimizer: str = _doc("adam", "optimizer (adam is fused on the CPU)", choices=OPTIMIZERS)
-    lr: float = _doc(1e-3, "learning rate")
-    momentum: float = _doc(0.9, "SGD momentum (optimizer sgd; the official LAE code's plain SGD: 0)")
-    seed: int = _doc(0, "the one seed: parameters, minibatch order, binarization, Langevin noise")
-    train_size: int | None = _doc(None, "use only the first N training images (default: all)")
+    lr: float = _doc(1e-3, "learning rate", range=Range(0, 1e8, integer=False, open_low=True))
+    momentum: float = _doc(
+        0.9,
+        "SGD momentum (optimizer sgd; the official LAE code's plain SGD: 0)",
+        range=Range(0, 1, integer=False, open_high=True),
+    )
+    seed: int = _doc(0, "the one seed: parameters, minibatch order, binarization, Langevin noise", range=SEEDS)
+    train_size: int | None = _doc(None, "use only the first N training images (default: all)", range=COUNTS)
     val_size: int | None = _doc(
-        None, "validation images carved from the end of the training set (default: the dataset's)"
+        None, "validation images carved from the end of the training set (default: the dataset's)", range=COUNTS
     )
     device: str = _doc("auto", "device (auto uses CUDA where available)", choices=DEVICES)
     data_dir: str | None = _doc(None, "dataset directory (default: $LAE_BENCH_DATA, then the user cache)")
@@ -149,33 +219,12 @@ class RunConfig:
             raise ConfigError(f"dataset: {exc}") from None
         if self.logistic_scale != "pixel" and self.preprocessing != "8bit":
             raise ConfigError(f"logistic_scale applies to 8bit preprocessing only; got {self.preprocessing!r}")
-        positive = ("latent_dim", "hidden", "n_chains", "n_steps", "k", "epochs", "batch_size")
-        for name in positive:
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
-        for name in ("encoder_depth",) + (("decoder_depth",) if self.decoder_depth is not None else ()):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)!r}")
-        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}; got {self.seed!r}")
         if not isinstance(self.mh, bool):
             raise ConfigError(f"mh must be true or false; got {self.mh!r}")
-        for name in ("step_size", "lr"):
-            v = getattr(self, name)
-            if v is None and name == "step_size":
-                continue
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
-                raise ConfigError(f"{name} must be a positive finite number; got {v!r}")
-        m = self.momentum
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1); got {m!r}")
-        ta = self.target_accept
-        if ta is not None and (isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0.0 < ta < 1.0):
-            raise ConfigError(f"target_accept must be in (0, 1); got {ta!r}")
-        for name in ("train_size", "val_size"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        for f in dataclasses.fields(self):  # every number in its documented range (the field's metadata)
+            v = getattr(self, f.name)
+            if f.metadata["range"] is not None and not (v is None and f.default is None):
+                f.metadata["range"].check(f.name, v)
         need, have = self.memory_bytes(), physical_memory_bytes()
         if need > have:
             family = FAMILIES[self.model].config
@@ -187,6 +236,19 @@ class RunConfig:
             )
         return self
 
+    def unused(self) -> list[str]:
+        """The fields this run's model and optimizer do not read: another family's options (a family's config names
+        those it takes, `run_options`: e.g. k is IWAE's, target_accept LAE's), momentum unless the optimizer is sgd,
+        logistic_scale unless the preprocessing is 8bit. `train` refuses such an option when it is given (a sweep's
+        `fixed` table, shared by its models, may hold them)."""
+        own = set(FAMILIES[self.model].config.run_options)
+        out = [name for name in FAMILY_OPTIONS if name not in own]
+        if self.optimizer != "sgd":
+            out.append("momentum")
+        if self.preprocessing != "8bit":
+            out.append("logistic_scale")
+        return out
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -197,11 +259,6 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
         return cls(**d)
-
-
-def _is_int(v) -> bool:
-    """An int and not a bool (True is an int in Python; a spec's `latent_dim = true` is a mistake)."""
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def model_config(run: RunConfig, n_pixels: int) -> ModelConfig:

@@ -1,8 +1,10 @@
 """The original MNIST-format IDX files (MNIST, Fashion-MNIST): where they live, reading and checking them,
 downloading the missing ones. lae.data builds datasets from them.
 
-Files live in ``<data_dir>/<name>/`` under their original names, gzipped (md5-checked against the published
-checksums) or un-gzipped (magic number, image size, count and exact length checked). ``data_dir`` is the
+Files live in ``<data_dir>/<name>/`` under their original names, gzipped or not. Every file is md5-checked: a
+gzipped one against the published checksum of the .gz (``MD5``), an un-gzipped one against the checksum of the
+published file's decompressed bytes (``RAW_MD5``); magic number, image size, count and exact length are checked first,
+for a message that says what is wrong. ``data_dir`` is the
 ``--data-dir`` argument, else ``$LAE_BENCH_DATA``, else ``~/.cache/lae-bench`` (``$XDG_CACHE_HOME/lae-bench``).
 Missing files may be downloaded; existing files are never overwritten or deleted.
 """
@@ -48,6 +50,30 @@ MD5 = {  # md5 of the published .gz files
         )
     ),
 }
+RAW_MD5 = {  # md5 of the decompressed bytes of the published .gz files (an un-gzipped copy must hold exactly these)
+    "mnist": dict(
+        zip(
+            FILES,
+            (
+                "6bbc9ace898e44ae57da46a324031adb",
+                "a25bea736e30d166cdddb491f175f624",
+                "2646ac647ad5339dbf082846283269ea",
+                "27ae3e4e09519cfbb04c329615203637",
+            ),
+        )
+    ),
+    "fashion-mnist": dict(
+        zip(
+            FILES,
+            (
+                "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                "9018921c3c673c538a1fc5bad174d6f9",
+                "8181f5470baa50b63fa0f6fddb340f0a",
+                "15d484375f8d13e6eb1aabb0c3f46965",
+            ),
+        )
+    ),
+}
 MIRRORS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -77,9 +103,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
 @functools.lru_cache(maxsize=16)
 def _parse_idx(resolved: str, mtime_ns: int, size: int, gz: bool, kind: str, count: int, md5: str | None) -> np.ndarray:
     """Parse one IDX file -> read-only uint8 array, (count, 784) images or (count,) labels. Cached per file version
-    (so the md5 of a .gz is computed once per process). Raises ValueError(reason) without the path."""
+    (so a file's md5 is computed once per process): ``md5`` is of the file's bytes as stored (the .gz itself, or the
+    un-gzipped file). Raises ValueError(reason) without the path."""
     with open(resolved, "rb") as f:
-        raw = f.read()
+        raw = raw_gz = f.read()
     if gz:
         try:
             raw_gz, raw = raw, gzip.decompress(raw)
@@ -108,7 +135,8 @@ def _parse_idx(resolved: str, mtime_ns: int, size: int, gz: bool, kind: str, cou
 
 def read_idx(path: pathlib.Path, kind: str, count: int, md5: str | None = None) -> np.ndarray:
     """Read a checked IDX file (``kind`` "images" or "labels", ``count`` items). Read-only uint8 array. DataError
-    naming ``path`` if it is truncated, not gzip, has the wrong magic/shape/length or (for .gz) the wrong md5."""
+    naming ``path`` if it is truncated, not gzip, has the wrong magic/shape/length or the wrong md5 (of the file as
+    stored, .gz or not; None: not checked)."""
     try:
         st = path.stat()
         return _parse_idx(str(path.resolve()), st.st_mtime_ns, st.st_size, path.suffix == ".gz", kind, count, md5)
@@ -178,7 +206,7 @@ def load_idx_dataset(name: str, root: pathlib.Path, download: bool):
                 path,
                 "images" if "images" in f else "labels",
                 60_000 if f.startswith("train") else 10_000,
-                MD5[name][f] if path.suffix == ".gz" else None,
+                (MD5 if path.suffix == ".gz" else RAW_MD5)[name][f],
             )
         )
     for i in (1, 3):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -283,15 +284,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel,
     config, state = _load_blob(path, device)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a lae-bench checkpoint: its state_dict is not tensors")
-    biases = [k for k in state if k.startswith("decoder.net.") and k.endswith(".bias")]
-    if not biases:
-        raise CheckpointError(f"checkpoint {path} has no decoder weights")
-    n_pixels = state[max(biases, key=lambda k: int(k.split(".")[2]))].shape[0]  # the decoder's output width
+    biases = {int(k.split(".")[2]): v for k, v in state.items() if re.fullmatch(r"decoder\.net\.\d+\.bias", k)}
+    if not biases or biases[max(biases)].dim() != 1:  # other names are left to _mismatch, which names them
+        raise CheckpointError(f"checkpoint {path} has no decoder output bias (a vector decoder.net.<layer>.bias)")
     try:
         here = dataclasses.replace(config, device=device).validate()
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = new_model(here, n_pixels, resolve_device(device))
+    model = new_model(here, biases[max(biases)].shape[0], resolve_device(device))  # n_pixels: the decoder's width
     problem = _mismatch(state, model.state_dict())
     if problem is not None:
         raise CheckpointError(f"checkpoint {path} does not match its config ({config.model}): {problem}")

@@ -229,6 +229,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
 FORK_SERVER = r"""
 import json, os, sys, tempfile, traceback
 import bench.cli, bench.commands.evaluate, bench.commands.list, bench.commands.sweep, bench.commands.train  # noqa
+import bench.commands.dashboard, bench.commands.figures, bench.commands.leaderboard  # noqa
+import bench.results.leaderboard, bench.sweep, optuna  # noqa  (what the sweep and leaderboard commands import)
 answer = os.fdopen(os.dup(1), "w")
 for line in sys.stdin:
     argv = json.loads(line)

@@ -202,6 +202,24 @@ def test_ungzipped_files_accepted(fake_dir, real_dir, mnist):
     assert torch.equal(ds.test.x, mnist.test.x) and torch.equal(ds.test.y, mnist.test.y)
 
 
+def test_ungzipped_file_with_altered_pixels_is_refused(fake_dir, real_dir):
+    """An un-gzipped copy is md5-checked too (issue 25): one changed pixel, same shape and length, is refused."""
+    images = bytearray(_raw(real_dir, "t10k-images-idx3-ubyte"))
+    images[16 + 400] = 255 - images[16 + 400]
+    bad = _replace(fake_dir, "t10k-images-idx3-ubyte", bytes(images))
+    msg = _load_err(fake_dir)
+    assert str(bad) in msg and "md5" in msg and idx.RAW_MD5["mnist"]["t10k-images-idx3-ubyte"] in msg
+
+
+def test_raw_md5_table_is_the_published_files_decompressed(real_dir):
+    for name in ("mnist", "fashion-mnist"):
+        if not (real_dir / name / GZ[0]).exists():
+            continue
+        for f in GZ:
+            digest = hashlib.md5(gzip.decompress((real_dir / name / f).read_bytes())).hexdigest()
+            assert digest == idx.RAW_MD5[name][f.removesuffix(".gz")], (name, f)
+
+
 # ----------------------------------------------------------------------------------------------------------- datasets
 def test_digits_offline():
     ds = data.load("digits", data_dir="/nonexistent", download=False)

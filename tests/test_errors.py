@@ -1,7 +1,8 @@
-"""Every bad input of `train` and `evaluate` (issues 11 and 12), run as a user runs it: one line on stderr starting
-`error:`, no traceback, no warning before it, the documented exit status (2; 3 for a divergence), and nothing
-written or lost. The inputs are real files: a trained checkpoint, a pickle that would run code, a checkpoint whose
-tensors do not fit its config, a read-only directory (a read-only tmpfs when root, else chmod).
+"""Every bad input of `train`, `evaluate`, `figures` and `dashboard` (issues 11, 12 and 25), run as a user runs it:
+one line on stderr starting `error:`, no traceback, no warning before it, the documented exit status (2; 3 for a
+divergence), and nothing written or lost. The inputs are real files: a trained checkpoint, a pickle that would run
+code, a checkpoint whose tensors do not fit its config (or whose config names another dataset, whose decoder keys are
+odd, whose weights are not finite), a read-only directory (a read-only tmpfs when root, else chmod).
 
 Each case is its own process running the CLI's entry point (`bench.__main__`: `sys.exit(main())`) with its own
 stdout, stderr and exit status, forked from one process that imported the CLI once: a fresh interpreter per case
@@ -52,6 +53,18 @@ def _read_only_dir(base: Path) -> tuple[Path | None, str]:
     return None, f"{path} stayed writable"
 
 
+def _nan_weight(blob: dict) -> None:
+    blob["state_dict"]["decoder.net.0.weight"][0, 0] = float("nan")
+
+
+CHECKPOINT_EDITS = {
+    "says-mnist": lambda blob: blob["config"].update(dataset="mnist"),  # a digits model (64 pixels)
+    "odd-key": lambda blob: blob["state_dict"].update({"decoder.net.x.bias": blob["state_dict"]["decoder.net.2.bias"]}),
+    "scalar-bias": lambda blob: blob["state_dict"].update({"decoder.net.2.bias": torch.tensor(1.0)}),
+    "nan-weight": _nan_weight,
+}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     base = tmp_path_factory.mktemp("bad-inputs")
@@ -64,6 +77,10 @@ def files(tmp_path_factory):
     (base / "evil.pt").write_bytes(pickle.dumps({"config": {}, "state_dict": Payload(marker)}, protocol=4))
     torch.save({"config": {}, "state_dict": Payload(marker)}, base / "evil-zip.pt")
     (base / "corrupt.pt").write_bytes(ckpt.read_bytes()[:1000])
+    for name, change in CHECKPOINT_EDITS.items():  # checkpoints that claim what they are not (issue 25)
+        edited = torch.load(ckpt, weights_only=True)
+        change(edited)
+        torch.save(edited, base / f"{name}.pt")
     (base / "a-file").write_text("not a directory\n")
     read_only, why = _read_only_dir(base)
     values = {
@@ -95,7 +112,7 @@ CASES = [
     ("train-step-size-negative", TRAIN + ["--step-size", "-1"], 2, "step_size must be a positive finite"),
     ("train-lr-negative", TRAIN + ["--lr", "-.5"], 2, "lr must be a positive finite"),
     ("train-lr-inf", TRAIN + ["--lr", "inf"], 2, "lr must be a positive finite"),
-    ("train-seed-negative", TRAIN + ["--seed", "-1"], 2, "seed must be an integer"),
+    ("train-seed-negative", TRAIN + ["--seed", "-1"], 2, "seed must be a non-negative integer up to 4294967295"),
     ("train-latent-dim-zero", TRAIN + ["--latent-dim", "0"], 2, "latent_dim must be a positive integer"),
     ("train-latent-dim-huge", TRAIN + ["--latent-dim", "1000000000"], 2, "GB of memory"),
     ("train-hidden-huge", TRAIN + ["--hidden", "100000000"], 2, "GB of memory"),
@@ -124,13 +141,37 @@ CASES = [
     ("evaluate-out-read-only", EVAL + ["--out", "{read_only}/m.json"], 2, "cannot write in"),
     ("evaluate-out-is-a-directory", EVAL + ["--out", "{base}"], 2, "is a directory; need a file path"),
     ("evaluate-metrics-unknown", EVAL + ["--metrics", "loglik,fid"], 2, "unknown group(s) fid"),
-    ("evaluate-subset-negative", EVAL + ["--subset", "-5"], 2, "--subset must be a positive integer"),
+    ("evaluate-subset-negative", EVAL + ["--subset", "-5"], 2, "argument --subset: must be a positive integer"),
     ("evaluate-setting-unknown", EVAL + ["--setting", "ais_steps=5"], 2, "expected NAME=VALUE with NAME one of"),
     ("evaluate-setting-bad", EVAL + ["--setting", "ais_chains=0"], 2, "--setting: ais_chains must be a positive"),
     ("evaluate-subset-too-large", EVAL + ["--subset", "100000"], 2, "exceeds the 297 test images"),
     ("evaluate-preset-unknown", EVAL + ["--preset", "huge"], 2, "invalid choice: 'huge'"),
     ("evaluate-dataset-mismatch", EVAL + ["--dataset", "mnist"], 2, "was trained on digits, not mnist"),
-    ("evaluate-threads-zero", EVAL + ["--threads", "0"], 2, "--threads must be a positive integer"),
+    ("train-epochs-huge", TRAIN + ["--epochs", "1000000000000"], 2, "epochs must be a positive integer up to 10000"),
+    ("train-step-size-huge", TRAIN + ["--step-size", "1e308"], 2, "step_size must be a positive finite number up to"),
+    ("train-depth-huge", TRAIN + ["--encoder-depth", "1000000000000"], 2, "encoder_depth must be a non-negative"),
+    ("train-decoder-depth-huge", TRAIN + ["--decoder-depth", "10000000000"], 2, "decoder_depth must be a non-negative"),
+    ("train-out-empty", TRAIN + ["--out", ""], 2, "argument --out: an empty path"),
+    ("train-target-accept-vae", TRAIN + ["--model", "vae", "--target-accept", "0.5"], 2, "--target-accept does not"),
+    ("train-momentum-adam", TRAIN + ["--momentum", "0.5"], 2, "--momentum does not apply to optimizer adam"),
+    ("train-k-lae", TRAIN + ["--k", "3"], 2, "--k does not apply to model lae"),
+    ("evaluate-says-mnist", ["evaluate", "{base}/says-mnist.pt"], 2, "decodes 64 pixels but its config's"),
+    ("evaluate-odd-key", ["evaluate", "{base}/odd-key.pt"], 2, "unexpected tensor decoder.net.x.bias"),
+    ("evaluate-scalar-bias", ["evaluate", "{base}/scalar-bias.pt"], 2, "has no decoder output bias"),
+    ("evaluate-nan-weight", ["evaluate", "{base}/nan-weight.pt"], 2, "holds non-finite values"),
+    ("figures-odd-key", ["figures", "{base}/odd-key.pt", "--out", "{base}/f"], 2, "unexpected tensor decoder.net.x"),
+    ("figures-scalar-bias", ["figures", "{base}/scalar-bias.pt", "--out", "{base}/f"], 2, "has no decoder output"),
+    ("figures-seed-huge", ["figures", "{ckpt}", "--seed", str(10**30)], 2, "argument --seed: must be a non-negative"),
+    ("figures-out-empty", ["figures", "{ckpt}", "--out", ""], 2, "argument --out: an empty path"),
+    ("evaluate-seed-negative", EVAL + ["--seed", "-1"], 2, "argument --seed: must be a non-negative integer"),
+    ("evaluate-seed-huge", EVAL + ["--seed", str(10**30)], 2, "argument --seed: must be a non-negative integer"),
+    ("evaluate-threads-huge", EVAL + ["--threads", "1000000000000"], 2, "argument --threads: must be a positive"),
+    ("evaluate-out-empty", EVAL + ["--out", ""], 2, "argument --out: an empty path"),
+    ("evaluate-ais-huge", EVAL + ["--setting", "ais_intermediate=1000000000000"], 2, "ais_intermediate must be a"),
+    ("evaluate-ais-chains-memory", EVAL + ["--setting", "ais_chains=1000000000"], 2, "MetricSettings.memory_bytes"),
+    ("dashboard-port-negative", ["dashboard", "--port", "-1"], 2, "argument --port: must be a non-negative integer"),
+    ("dashboard-port-huge", ["dashboard", "--port", "70000"], 2, "argument --port: must be a non-negative integer"),
+    ("evaluate-threads-zero", EVAL + ["--threads", "0"], 2, "argument --threads: must be a positive integer"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("train-device-cuda", TRAIN + ["--device", "cuda"], 2, "no CUDA device"))
@@ -157,3 +198,14 @@ def test_overwrite_replaces_an_existing_run(cli, files, tmp_path):
     r = cli(*TRAIN, "--model", "vae", "--out", run, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["model"] == "vae"
+
+
+def test_leaderboard_of_only_garbage_rows_names_what_it_lacks(cli, tmp_path):
+    """Issue 25: a store of only unreadable rows said `no rows of  in ...` (an empty name)."""
+    folder = tmp_path / "parquet" / "foo" / "foo.smoke.mnist"
+    folder.mkdir(parents=True)
+    (folder / "t00001-x.parquet").write_bytes(b"not a parquet file" * 20)
+    r = cli("leaderboard", "--results", tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no readable rows of any sweep in ") and "quarantine" in last, last

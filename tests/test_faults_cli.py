@@ -54,6 +54,12 @@ SPEC_CASES = {
     "mh not a boolean": (("mh = true", 'mh = "yes"'), ["fixed.mh", "'yes'"]),
     "negative lr": (("n_steps = 2", "n_steps = 2\nlr = -1.0"), ["fixed.lr", "-1.0"]),
     "sampler_seed not an integer": (('dataset = "digits"', 'dataset = "digits"\nsampler_seed = "x"'), ["sampler_seed"]),
+    "seeds overflow memory": (("seeds = 1", "seeds = 1000000000000"), ["budget.smoke.seeds", "up to 100000"]),
+    "grid too large": (("seeds = 1", "seeds = 50000"), ["budget.smoke.seeds", "3 points x 50000 seeds"]),
+    "ais_intermediate huge": (("ais_intermediate = 10", "ais_intermediate = 1000000000000"), ["ais_intermediate"]),
+    "ais_chains beyond memory": (("ais_chains = 2", "ais_chains = 1000000000"), ["MetricSettings.memory_bytes"]),
+    "epochs huge": (("epochs = 1", "epochs = 1000000000000"), ["budget.smoke.epochs", "up to 10000"]),
+    "step_size huge": (("values = [0.0001, 0.001]", "values = [0.0001, 1e308]"), ["values", "up to 10000"]),
     "tune: low above high": (("low = 1e-6", "low = 1.0"), ["search.step_size", "low < high"]),
     "tune: unknown pruner argument": (("n_startup_trials = 2", "n_startup_trials = 2\nwarmup = 3"), ["pruner"]),
 }
@@ -81,6 +87,9 @@ CLI_CASES = {
     "results under a file": (["--results", "{file}/r"], ["cannot write results", "Not a directory"]),
     "zero threads": (["--threads", "0"], ["--threads"]),
     "negative workers": (["--workers", "-1"], ["--workers"]),
+    "more workers than cores or trials": (["--workers", "1000"], ["--workers 1000: at most"]),
+    "threads beyond a C int": (["--threads", "1000000000000"], ["--threads", "up to 1024"]),
+    "empty results path": (["--results", ""], ["--results: an empty path"]),
 }
 
 
@@ -99,3 +108,24 @@ def test_every_bad_input_is_one_line_and_exit_status_2(tmp_path, case, forked_cl
     assert lines[0].startswith("error: ") and all(text in lines[0] for text in expected), lines[0]
     assert "s3cretPW" not in run.stderr + run.stdout
     assert not (tmp_path / "r" / "parquet").exists() and not run.stdout  # nothing trained, nothing written
+
+
+def test_a_spec_that_is_not_utf8_is_one_line(tmp_path, forked_cli):
+    """Issue 25: a Latin-1 spec was a UnicodeDecodeError traceback."""
+    spec = tmp_path / "latin1.toml"
+    spec.write_bytes('description = "café"\n'.encode("latin-1"))
+    run = forked_cli("sweep", spec, "--results", tmp_path / "r", "--no-leaderboard")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith(f"error: {spec}: not UTF-8 text") and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content", [b"my notes\nkeep them\n", b"SQLite format 3\x00" + bytes(100)])
+def test_a_journal_path_holding_other_data_is_refused_never_emptied(tmp_path, forked_cli, content):
+    """Issue 25: `--storage journal:<a text file>` was "repaired" (emptied, kept as .bak) and used."""
+    spec = _spec(tmp_path, "no edit")
+    other = tmp_path / "notes.txt"
+    other.write_bytes(content)
+    run = forked_cli("sweep", spec, "--storage", f"journal:{other}", "--results", tmp_path / "r", "--no-leaderboard")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "is not an Optuna journal" in run.stderr and other.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("notes")) == ["notes.txt"]

@@ -25,7 +25,8 @@ import math
 import warnings
 from pathlib import Path
 
-from bench.errors import BenchError, check_output
+from bench.errors import BenchError, check_output, path_arg, ranged
+from lae.config import PORTS
 
 ATTRS = ("point", "model", "mh_accept", "train_loss", "train_seconds", "epochs_run", "error", "git_commit")
 
@@ -34,16 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "studies", nargs="*", metavar="STUDY", help="study (ald_stepsize.default.mnist) or sweep names (default: all)"
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    parser.add_argument(
+        "--results", type=path_arg, default=Path("results"), help="results directory (default: results)"
+    )
     parser.add_argument(
         "--storage",
-        type=Path,
+        type=path_arg,
         default=None,
         help="also write the rebuilt studies to this new file: SQLite (.db, .sqlite, .sqlite3) or an Optuna journal "
         "(any other name) (default: in memory only)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to serve on; 0: a free one (default: 8080)")
+    parser.add_argument(
+        "--port", type=ranged(PORTS), default=8080, help="port to serve on, 0..65535; 0: a free one (default: 8080)"
+    )
     parser.add_argument("--no-serve", action="store_true", help="rebuild (with --storage) and exit")
 
 

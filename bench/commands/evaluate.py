@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench.errors import BenchError, check_output
+from bench.errors import BenchError, check_output, path_arg, ranged
 from bench.metrics import GROUPS, METRICS, MetricSettings
-from lae.config import DEVICES
+from lae.config import COUNTS, DEVICES, SEEDS, THREADS
 from lae.utils import atomic_write_text, model_device
 
 HEALTH_BATCHES = 5  # test minibatches (of the training batch size) the MH acceptance is measured on
@@ -30,7 +30,9 @@ PILOT_FRACTION = 0.1  # of the AIS distributions and IS samples in the duration 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint.pt written by `bench train`")
+    parser.add_argument(
+        "checkpoint", type=path_arg, metavar="CHECKPOINT", help="checkpoint.pt written by `bench train`"
+    )
     parser.add_argument(
         "--metrics", default=",".join(GROUPS), help=f"comma-separated metric groups (default: {','.join(GROUPS)})"
     )
@@ -42,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "full (the whole test split: many minutes)",
     )
     parser.add_argument(
-        "--subset", type=int, default=None, help="log-likelihood on the first N test images (overrides the preset)"
+        "--subset",
+        type=ranged(COUNTS),
+        default=None,
+        help="log-likelihood on the first N test images (overrides the preset)",
     )
     parser.add_argument(
         "--setting",
@@ -52,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override one metric setting of the preset (repeatable), e.g. --setting ais_intermediate=1000 "
         "--setting bdmc_images=50 (names: bench/metrics/settings.py)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="JSON file to write (atomically)")
+    parser.add_argument("--out", type=path_arg, default=None, help="JSON file to write (atomically)")
     parser.add_argument(
         "--dataset", default=None, help="refuse to run unless the checkpoint was trained on this dataset"
     )
@@ -60,12 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA, then the user cache)"
     )
     parser.add_argument("--device", default="cpu", choices=DEVICES, help="device (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default: 0)")
+    parser.add_argument(
+        "--seed", type=ranged(SEEDS), default=0, help=f"seed of the estimators' randomness, {SEEDS.text()} (default: 0)"
+    )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=ranged(THREADS),
         default=None,
-        help="torch intra-op threads (default: torch's choice; on a busy shared machine 1 can be "
+        help=f"torch intra-op threads, {THREADS.text()} (default: torch's choice; on a busy shared machine 1 can be "
         "several times faster than 2); recorded as eval_threads",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -227,16 +234,11 @@ def estimate_seconds(model, config, dataset, groups: list[str], s: MetricSetting
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from bench.checkpoints import load_checked
     from bench.metrics import compute_metrics
-    from lae import data as data_lib
-    from lae.train import load_checkpoint
 
     groups = parse_groups(args.metrics)
-    if args.subset is not None and args.subset < 1:
-        raise BenchError(f"--subset must be a positive integer; got {args.subset}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise BenchError(f"--threads must be a positive integer; got {args.threads}")
+    if args.threads is not None:  # in THREADS: checked by its argparse type
         torch.set_num_threads(args.threads)
     if args.out is not None:
         check_output(args.out, "--out", directory=False)
@@ -244,12 +246,7 @@ def run(args: argparse.Namespace) -> int:
     if args.subset is not None:
         settings = settings.replace(subset=args.subset)
     settings = override(settings, args.setting)
-    model, config = load_checkpoint(args.checkpoint, args.device)
-    if args.dataset is not None:
-        wanted = args.dataset.lower().replace("_", "-")
-        if wanted != config.dataset:
-            raise BenchError(f"checkpoint {args.checkpoint} was trained on {config.dataset}, not {args.dataset}")
-    dataset = data_lib.load(config.dataset, config.preprocessing, data_dir=args.data_dir, val_size=config.val_size)
+    model, config, dataset = load_checked(args.checkpoint, args.device, args.data_dir, args.dataset)
     if args.subset is not None and args.subset > len(dataset.test):
         raise BenchError(f"--subset {args.subset} exceeds the {len(dataset.test)} test images of {config.dataset}")
     if settings.subset is not None and settings.subset >= len(dataset.test):

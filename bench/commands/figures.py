@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from lae.config import DEVICES
+from bench.errors import path_arg, ranged
+from lae.config import DEVICES, SEEDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint.pt written by `bench train`")
     parser.add_argument(
-        "--out", type=Path, default=None, help="directory for the PNG files (default: figures/ beside the checkpoint)"
+        "checkpoint", type=path_arg, metavar="CHECKPOINT", help="checkpoint.pt written by `bench train`"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the prior samples and of the test images chosen (default: 0)"
+        "--out",
+        type=path_arg,
+        default=None,
+        help="directory for the PNG files (default: figures/ beside the checkpoint)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=ranged(SEEDS),
+        default=0,
+        help=f"seed of the prior samples and of the test images chosen, {SEEDS.text()} (default: 0)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA, then the user cache)"
@@ -31,23 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError, check_output
+    from bench.checkpoints import load_checked
+    from bench.errors import check_output
     from bench.results.pictures import draw_all
-    from lae import data as data_lib
-    from lae.train import load_checkpoint
 
     start = time.perf_counter()
-    if args.seed < 0:
-        raise BenchError(f"--seed must be a non-negative integer; got {args.seed}")
     out = args.out if args.out is not None else args.checkpoint.parent / "figures"
     check_output(out, "--out", directory=True)
-    model, config = load_checkpoint(args.checkpoint, args.device)
-    dataset = data_lib.load(config.dataset, config.preprocessing, data_dir=args.data_dir, val_size=config.val_size)
-    if dataset.n_pixels != model.config.n_pixels:
-        raise BenchError(
-            f"checkpoint {args.checkpoint} decodes {model.config.n_pixels} pixels but {config.dataset} images have "
-            f"{dataset.n_pixels}"
-        )
+    model, config, dataset = load_checked(args.checkpoint, args.device, args.data_dir)
     title = f"{config.model}, D = {config.latent_dim}, {config.dataset}"
     written = draw_all(model, dataset.test.x, dataset.test.y, out, args.seed, title)
     for path in written:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, path_arg
 from bench.registry import BUDGETS, DATASETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweeps", nargs="*", help="sweeps to rebuild (default: every sweep with rows)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    parser.add_argument(
+        "--results", type=path_arg, default=Path("results"), help="results directory (default: results)"
+    )
     parser.add_argument("--study", default=None, help="the study to show, e.g. ald_stepsize.smoke.mnist")
     parser.add_argument("--budget", choices=BUDGETS, default=None, help="show the study of this budget")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="show the study of this dataset")
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         wanted = args.study or ", ".join(
             f"{k} {v}" for k, v in (("budget", args.budget), ("dataset", args.dataset)) if v
         )
-        raise BenchError(f"no rows of {wanted} in {base}")
+        what = f"no rows of {wanted}" if wanted else f"no readable rows of {', '.join(args.sweeps) or 'any sweep'}"
+        raise BenchError(f"{what} in {base} (unreadable row files are moved to {store.quarantine_dir(args.results)})")
     for sweep, study in built.studies.items():
         print(f"{Path(args.results) / 'leaderboards' / sweep}.md: study {study}")
     for page in experiments.fill(args.results):  # the tables of <results>/experiments.md and README.md, if any

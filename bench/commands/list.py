@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sweeps-dir", type=Path, default=None, help="directory of sweep specs (default: sweeps/)")
+    parser.add_argument("--sweeps-dir", type=path_arg, default=None, help="directory of sweep specs (default: sweeps/)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.errors import BenchError, describe
+from bench.errors import BenchError, describe, path_arg, ranged
 from bench.registry import BUDGETS, DATASETS
+from lae.config import COUNTS, THREADS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Optuna storage URL (sqlite:///f.db, postgresql://user:pw@host/db, journal:PATH); "
         "default: journal:RESULTS/optuna/NAME.journal",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (threads divided)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)"
+        "--workers",
+        type=ranged(COUNTS),
+        default=1,
+        help="worker processes on this machine (threads divided), at most its cores and the grid's trials",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    parser.add_argument(
+        "--threads",
+        type=ranged(THREADS),
+        default=None,
+        help=f"torch threads per worker, {THREADS.text()} (default: cores // workers)",
+    )
+    parser.add_argument(
+        "--results", type=path_arg, default=Path("results"), help="results directory (default: results)"
+    )
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="override the spec's dataset")
     parser.add_argument("--data-dir", default=None, help="dataset directory (default: $LAE_BENCH_DATA)")
     parser.add_argument(

@@ -12,8 +12,8 @@ import types
 import typing
 from pathlib import Path
 
-from bench.errors import BenchError, check_output
-from lae.config import RunConfig
+from bench.errors import BenchError, check_output, path_arg
+from lae.config import ConfigError, RunConfig
 
 
 def option_type(annotation) -> type:
@@ -24,32 +24,62 @@ def option_type(annotation) -> type:
     return annotation
 
 
+GIVEN = "given_options"  # the Namespace attribute listing the RunConfig options given on the command line
+
+
+def _noting(action: type[argparse.Action]) -> type[argparse.Action]:
+    """`action` that also adds its dest to the namespace's GIVEN set (what the user typed, not the defaults)."""
+
+    class Noted(action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            getattr(namespace, GIVEN).add(self.dest)
+
+    return Noted
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: RunConfig | None = None) -> None:
-    """One `--field-name` option per RunConfig field (bool fields: `--mh` / `--no-mh`), defaults from `defaults`."""
+    """One `--field-name` option per RunConfig field (bool fields: `--mh` / `--no-mh`), defaults from `defaults`,
+    choices and ranges from the field's metadata; the options given are noted (GIVEN) for `config_from_args`."""
     defaults = defaults or RunConfig()
     types_ = typing.get_type_hints(RunConfig)
+    parser.set_defaults(**{GIVEN: set()})
     for f in dataclasses.fields(RunConfig):
         default = getattr(defaults, f.name)
         help_text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
-        kwargs = dict(default=default, help=f"{help_text} (default: {default})", dest=f.name)
+        bounds = f"; range {f.metadata['range'].text()}" if f.metadata.get("range") else ""
+        kwargs = dict(default=default, help=f"{help_text} (default: {default}{bounds})", dest=f.name)
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
         kind = option_type(types_[f.name])
         if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = _noting(argparse.BooleanOptionalAction)
         else:
             kwargs["type"] = kind
+            kwargs["action"] = _noting(argparse._StoreAction)
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated RunConfig of parsed options (ConfigError: one line, exit status 2)."""
-    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}).validate()
+    """The validated RunConfig of parsed options (ConfigError: one line, exit status 2); an option given that the
+    chosen model or optimizer does not read (`RunConfig.unused`: --k with LAE, --momentum with Adam) is refused, not
+    ignored."""
+    config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}).validate()
+    unused = [name for name in config.unused() if name in getattr(args, GIVEN, ())]
+    if unused:
+        option = "--" + unused[0].replace("_", "-")
+        why = f"optimizer {config.optimizer}" if unused[0] == "momentum" else f"model {config.model}"
+        if unused[0] == "logistic_scale":
+            why = f"preprocessing {config.preprocessing}"
+        raise ConfigError(f"{option} does not apply to {why}; leave it out")
+    return config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: runs/MODEL-DATASET-TIME)")
+    parser.add_argument(
+        "--out", type=path_arg, default=None, help="output directory (default: runs/MODEL-DATASET-TIME)"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run in --out (refused by default when it holds one)"
     )

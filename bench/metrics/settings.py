@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bench.errors import BenchError
 from bench.registry import ADV_EPS, PRESETS
 from lae import estimators
+from lae.config import COUNTS, DEFAULT_PIXELS, INT32_MAX, Range, physical_memory_bytes
 
 
 @dataclass
@@ -78,7 +79,9 @@ class MetricSettings:
         raise BenchError(f"unknown metrics preset {name!r}; choose one of: {', '.join(cls.PRESETS)}")
 
     def validate(self, where: str = "metric settings") -> MetricSettings:
-        """Check every size's type and range (BenchError naming `where` and the field); returns self."""
+        """Check every size's type and range (integers: lae.config.COUNTS, 1..2**31-1, or 0.. for bdmc_images and
+        quality_images; floats: positive and finite), then the memory estimate (`memory_bytes`) against this machine's
+        physical memory (BenchError naming `where` and the field); returns self."""
 
         def bad(name: str, why: str) -> BenchError:
             return BenchError(f"{where}: {name} {why}; got {getattr(self, name)!r}")
@@ -96,12 +99,28 @@ class MetricSettings:
             elif isinstance(f.default, float):
                 if not (_number(v) and 0 < v < math.inf):
                     raise bad(f.name, "must be a positive finite number")
-            elif not (isinstance(v, int) and not isinstance(v, bool) and v >= (0 if f.name in _MAY_BE_ZERO else 1)):
-                raise bad(
-                    f.name,
-                    "must be a non-negative integer" if f.name in _MAY_BE_ZERO else "must be a positive integer",
-                )
+            elif not (_SIZES if f.name in _MAY_BE_ZERO else COUNTS).holds(v):
+                raise bad(f.name, f"must be {(_SIZES if f.name in _MAY_BE_ZERO else COUNTS).describe()}")
+        need, have = self.memory_bytes(), physical_memory_bytes()
+        if need > have:
+            raise BenchError(
+                f"{where}: ais_intermediate={self.ais_intermediate}, ais_chains={self.ais_chains}, "
+                f"estimator_batch={self.estimator_batch}, quality_images={self.quality_images}: the evaluation's "
+                f"buffers need about {need / 1e9:.3g} GB (MetricSettings.memory_bytes), more than this machine's "
+                f"{have / 1e9:.3g} GB of memory"
+            )
         return self
+
+    def memory_bytes(self) -> int:
+        """An estimate in bytes of the largest buffers these sizes make an evaluation allocate, from the sizes alone
+        (nothing is allocated; the model's own are RunConfig.memory_bytes'): AIS's schedule (ais_intermediate + 2
+        inverse temperatures, as a float64 tensor and a Python list: 40 bytes each), one chunk of AIS chains or IS
+        samples (max(estimator_batch, ais_chains, is_samples) (sample, image) pairs, 12 bytes per decoder output of
+        DEFAULT_PIXELS: value, gradient, momentum), and the quality group's and one generation batch's images (float32)."""
+        schedule = 40 * (self.ais_intermediate + 2)
+        chains = 12 * max(self.estimator_batch, self.ais_chains, self.is_samples) * DEFAULT_PIXELS
+        images = 4 * DEFAULT_PIXELS * (2 * self.quality_images + self.gen_batch * self.speed_posterior_samples)
+        return schedule + chains + images
 
     def replace(self, **changes) -> MetricSettings:
         """A copy with some settings changed: MetricSettings.preset("smoke").replace(subset=50)."""
@@ -109,6 +128,7 @@ class MetricSettings:
 
 
 _MAY_BE_ZERO = ("bdmc_images", "quality_images")  # 0: skip that part of the evaluation
+_SIZES = Range(0, INT32_MAX)  # their range; every other integer setting is in lae.config.COUNTS (1..2**31-1)
 
 
 def _number(v) -> bool:

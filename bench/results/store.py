@@ -192,15 +192,16 @@ def read_rows(
     return df.reset_index(drop=True)
 
 
-def stored_params(results: str | os.PathLike, sweep: str, study: str, cache: dict | None = None) -> set[str]:
-    """The params keys of one study's readable rows (any status: each is a finished trial). ``cache``: {file name:
-    params keys} kept by the caller between calls, so each file is read once (row files are never rewritten)."""
+def stored_params(results: str | os.PathLike, sweep: str, study: str, cache: dict | None = None, keep=None) -> set[str]:
+    """The params keys of one study's readable rows (any status: each is a finished trial), of those ``keep`` (a
+    filter of a row file's DataFrame) keeps. ``cache``: {file name: params keys} kept by the caller between calls, so
+    each file is read once (row files are never rewritten)."""
     cache = {} if cache is None else cache
     for path in row_files(parquet_dir(results, sweep) / study):
         if path.name not in cache:
             df = read_row_file(results, path)
             if df is not None:
-                cache[path.name] = set(df["params"])
+                cache[path.name] = set((keep(df) if keep is not None else df)["params"])
     return set().union(*cache.values())
 
 

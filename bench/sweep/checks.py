@@ -9,6 +9,9 @@ import re
 
 from bench.errors import BenchError
 from bench.registry import PRESETS
+from lae.config import INT32_MAX
+
+MAX_TRIALS = 100_000  # a budget's trials at most (grid points x seeds, or n_trials): a larger study is a typo
 
 
 def is_number(v) -> bool:
@@ -16,9 +19,9 @@ def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def is_count(v, least: int = 1) -> bool:
-    """An int (not a bool) >= least."""
-    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+def is_count(v, least: int = 1, most: int = INT32_MAX) -> bool:
+    """An int (not a bool) in least..most (a C int by default)."""
+    return isinstance(v, int) and not isinstance(v, bool) and least <= v <= most
 
 
 def table(value, key: str, bad, where: str = "") -> dict:

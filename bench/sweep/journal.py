@@ -19,6 +19,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -97,6 +98,17 @@ def remove_stale_symlink_locks(journal: Path) -> list[Path]:
             lock.unlink(missing_ok=True)
             removed.append(lock)
     return removed
+
+
+def holds_other_data(journal: Path) -> bool:
+    """Whether ``journal`` exists, is not empty and does not start as an Optuna journal does (a record
+    ``{"op_code": ...``, torn or not): a text file or a database named by mistake, which `repair` would empty."""
+    try:
+        with open(journal, "rb") as f:
+            head = f.read(64)
+    except OSError:  # missing, a directory, under a file: the storage's opener says what is wrong
+        return False
+    return bool(head) and re.match(rb'\{\s*"op_code"\s*:', head) is None
 
 
 def _record(line: bytes) -> bytes | None:

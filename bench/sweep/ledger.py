@@ -7,6 +7,8 @@ and committed rows count even when the study (the journal) is gone. A tuning swe
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import NamedTuple
 
 from bench.results import store
@@ -29,17 +31,37 @@ def grid_keys(spec: Spec, budget: Budget) -> list[str]:
     return [params_key({"point": p.label, "seed": s}) for p in spec.points(budget) for s in budget.seeds]
 
 
+def config_key(spec: Spec, budget: Budget, point, seed: int) -> str:
+    """A fingerprint of what a grid trial runs: its RunConfig (but the data directory, and the dataset, which names the
+    study), its axis value, the budget's metric preset and settings, the classifier's settings. A row holds it
+    (``config_key``): a failed row is final only for the configuration that failed."""
+    config = spec.config(point, budget, seed).to_dict()
+    what = {k: v for k, v in config.items() if k not in ("data_dir", "dataset")}
+    blob = [what, point.axis_value, budget.metrics, budget.metric_settings, spec.classifier, budget.classifier]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class Ledger:
     """The standing of one study, reading each row file of the store once (``store.stored_params``' cache)."""
 
     def __init__(self, spec: Spec, budget: Budget, study, results):
         self.spec, self.budget, self.study, self.results = spec, budget, study, results
         self.grid = grid_keys(spec, budget) if spec.kind == "grid" else []
+        points = spec.points(budget) if spec.kind == "grid" else []
+        self.keys = {params_key({"point": p.label, "seed": s}): config_key(spec, budget, p, s) for p in points
+                     for s in budget.seeds}  # fmt: skip
         self._cache: dict = {}
 
     def stored(self) -> set[str]:
-        """Params keys of the study's readable rows."""
-        return store.stored_params(self.results, self.spec.name, self.study.study_name, self._cache)
+        """Params keys of the study's readable rows, but a failed row of another configuration than the spec's now
+        (its ``config_key``; rows without one are final, as before)."""
+        return store.stored_params(self.results, self.spec.name, self.study.study_name, self._cache, self._final)
+
+    def _final(self, df):
+        if "config_key" not in df.columns:
+            return df
+        other = df["config_key"].notna() & (df["config_key"] != df["params"].map(self.keys))
+        return df[~((df["status"] == "fail") & other)]
 
     def standing(self) -> Standing:
         c = census(self.study)

@@ -23,7 +23,7 @@ from bench.sweep.storage import default_storage, open_storage
 from bench.sweep.study import count_trials, create_study, reap_stale, study_name
 from bench.sweep.trial import metric_settings
 from bench.sweep.worker import Job, matches, run_worker
-from lae.config import RunConfig
+from lae.config import THREADS, RunConfig
 
 
 def cpu_count() -> int:
@@ -54,10 +54,15 @@ def run_sweep(
     stopped on an error or a grid point is left without a row."""
     if not isinstance(workers, int) or workers < 1:
         raise BenchError(f"--workers must be a positive integer, got {workers!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise BenchError(f"--threads must be a positive integer, got {threads!r}")
+    if threads is not None and not THREADS.holds(threads):
+        raise BenchError(f"--threads must be {THREADS.describe()}, got {threads!r}")
     spec = load_spec(name, sweeps_dir)
     _check_first(spec, spec.budget(budget), first)
+    b = spec.budget(budget)
+    trials = len(spec.points(b)) * len(b.seeds) if spec.kind == "grid" else b.n_trials
+    if workers > min(cpu_count(), trials):  # more would only wait (or fight for cores)
+        most = min(cpu_count(), trials)
+        raise BenchError(f"--workers {workers}: at most {most} ({cpu_count()} cores, {trials} trials)")
     dataset = dataset or spec.dataset
     RunConfig(dataset=dataset).validate()
     results = Path(results)

@@ -20,7 +20,7 @@ from bench.registry import BUDGETS
 from bench.sweep import checks, classifier_spec
 from bench.sweep.paths import find_spec
 from bench.sweep.spec_lines import spec_error
-from lae.config import ConfigError, RunConfig
+from lae.config import EPOCHS, ConfigError, RunConfig
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 SPEC_KEYS = set(
@@ -133,7 +133,10 @@ def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
     """Find (``bench.sweep.paths.find_spec``), parse and validate a spec. Malformed TOML: BenchError with the file,
     line and column; bad keys or values: BenchError naming the file and key (and the line where it can be found)."""
     path = find_spec(name, sweeps_dir)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start}); a sweep spec is TOML, which is UTF-8") from None
     spec = parse_spec(path, text)
     validate_spec(spec, text)
     return spec
@@ -238,8 +241,9 @@ def _parse_budget(name: str, b: dict, kind: str, bad) -> Budget:
         if key not in BUDGET_KEYS:
             raise bad(f"{table}.{key}", f"unknown key; expected {', '.join(sorted(BUDGET_KEYS))}", table)
     for key in ("epochs", "seeds") + (("n_trials",) if kind == "tune" else ()):
-        if not checks.is_count(b.get(key)):
-            raise bad(f"{table}.{key}", f"must be a positive integer, got {b.get(key)!r}", table)
+        most = checks.MAX_TRIALS if key != "epochs" else EPOCHS.high  # seeds: a tuple of them is made below
+        if not checks.is_count(b.get(key), 1, most):
+            raise bad(f"{table}.{key}", f"must be a positive integer up to {most}, got {b.get(key)!r}", table)
     for key in ("train_size", "val_size"):
         if key in b and not checks.is_count(b[key]):
             raise bad(f"{table}.{key}", f"must be a positive integer, got {b[key]!r}", table)
@@ -267,6 +271,9 @@ def validate_spec(spec: Spec, text: str = "") -> None:
     sweep's searched fields at their lower bounds). ``text``: the spec's TOML, to name the line of a bad key."""
     for budget in spec.budgets.values():
         labels = [p.label for p in spec.points(budget)]
+        if len(labels) * len(budget.seeds) > checks.MAX_TRIALS and spec.kind == "grid":
+            why = f"{len(labels)} points x {len(budget.seeds)} seeds is more than {checks.MAX_TRIALS} trials"
+            raise spec_error(spec.path, text, f"budget.{budget.name}.seeds", why, f"budget.{budget.name}")
         if len(set(labels)) != len(labels):
             twice = max(labels, key=labels.count)
             raise spec_error(spec.path, text, "models", f"budget.{budget.name} has two points named {twice!r}")

@@ -42,6 +42,8 @@ def open_storage(url: str, repair: bool = True):
     import optuna
 
     secret = (store.url_password(url),)
+    if journal_path(url) is not None and journal.holds_other_data(journal_path(url)):  # refused, never emptied
+        raise BenchError(f"cannot open storage {url}: the file is not an Optuna journal; choose another path")
     try:
         path = journal_path(url)
         if path is not None:

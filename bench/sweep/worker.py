@@ -135,6 +135,7 @@ def run_worker(job: Job) -> int:
                     job.worker,
                     results=job.results,
                 )
+        row["config_key"] = ledger.keys.get(key)  # failed: final only for this configuration (ledger.config_key)
         store.write_row(job.results, row)  # the row first: a kill before tell() loses nothing (the row counts)
         if row["status"] == "complete":
             study.tell(trial, value)
