@@ -116,7 +116,8 @@ class MetricSettings:
         (nothing is allocated; the model's own are RunConfig.memory_bytes'): AIS's schedule (ais_intermediate + 2
         inverse temperatures, as a float64 tensor and a Python list: 40 bytes each), one chunk of AIS chains or IS
         samples (max(estimator_batch, ais_chains, is_samples) (sample, image) pairs, 12 bytes per decoder output of
-        DEFAULT_PIXELS: value, gradient, momentum), and the quality group's and one generation batch's images (float32)."""
+        DEFAULT_PIXELS (an MNIST image; the sizes are not tied to a dataset here): value, gradient, momentum), and the
+        quality group's and one generation batch's images (float32)."""
         schedule = 40 * (self.ais_intermediate + 2)
         chains = 12 * max(self.estimator_batch, self.ais_chains, self.is_samples) * DEFAULT_PIXELS
         images = 4 * DEFAULT_PIXELS * (2 * self.quality_images + self.gen_batch * self.speed_posterior_samples)
