@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import METRICS, MODELS, Metric
-from bench.results import classifier_board, store
+from bench.results import classifier_board, findings, store
 from bench.results import figures as figures_lib
 from bench.results import pictures as pictures_lib
-from bench.results.studies import board_name, other_datasets, pick_study
+from bench.results.studies import board_name, other_datasets, pick_study, provenance
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
@@ -67,7 +67,9 @@ def mean_ci(values) -> tuple[float, float, int]:
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _best."""
+    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _best (the derived
+    columns too: findings.with_derived)."""
+    rows = findings.with_derived(rows)
     metrics = [m.name for m in COLUMNS if m.name in rows.columns]
     out = []
     for (variant, value), g in rows.groupby(["variant", rows["axis_value"].fillna(-math.inf)], sort=False):
@@ -114,9 +116,17 @@ def fmt(x: float) -> str:
     return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
 
 
-def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pictures: list[str] = ()) -> str:
-    """The sweep's table as markdown: a header (study, setup, provenance), one table per section, the failed
-    trials, the lines of the pictures section (`pictures`) and the headline figure."""
+def markdown(
+    sweep: str,
+    study: str,
+    rows: pd.DataFrame,
+    table: pd.DataFrame,
+    pictures: list[str] = (),
+    found: list[findings.Finding] | None = None,
+) -> str:
+    """The sweep's table as markdown: a header (study, setup, provenance), the verdict and the findings (`found`,
+    bench.results.findings), one table per section, the failed trials, the lines of the pictures section
+    (`pictures`) and the headline figure."""
     axis = rows["axis"].iloc[0]
     first = rows.iloc[0]
     statuses = ", ".join(f"{v} {k}" for k, v in rows["status"].value_counts().items())
@@ -134,14 +144,27 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pi
         f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
         f"{cells}. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.",
         "",
-        f"Commit {first['git_commit']}, torch {first['torch_version']}, optuna {first['optuna_version']}, "
-        f"{int(first['threads'])} thread(s) per trial on {first['machine']}.",
+        f"Commits: {provenance(rows)}; torch {first['torch_version']}, optuna {first['optuna_version']}, "
+        f"{int(first['threads'])} thread(s) per trial on {first['machine']}. "
+        "Trials are named by study, point and seed.",
         "",
         f"## Verdict (`{HEADLINE}`, higher is better)",
         "",
         *verdict_lines(rows, table, fmt_axis),
         "",
     ]
+    if found is not None:
+        lines += [
+            "## Findings",
+            "",
+            "Every comparison of this study (bench.results.findings): difference of the means (LAE side minus the "
+            "other), its 95% interval (Welch), Welch's p and Holm's adjusted p over the study's comparisons of the "
+            f"metric; **significant** only where the adjusted p is below 0.05. A likelihood difference under "
+            f"{findings.ERROR_FACTOR:g} times the larger estimator error of its two groups (the larger of |IS - AIS| "
+            "and the BDMC gap) is undecided.",
+            "",
+            *findings.lines(found, axis, fmt_axis),
+        ]
     if first["budget"] == "smoke":
         lines += [
             "**Smoke budget: these likelihoods are cheap estimates, not converged ones** (short AIS, few "
@@ -241,18 +264,22 @@ def build(
         if shown is None:
             continue
         more = other_datasets(rows, shown) if study is None and dataset is None else []
+        found = findings.sweep_findings(rows, [shown, *more])
         for one in [shown, *more]:
             name = board_name(rows, sweep, one)
-            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures)
+            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
             studies[name] = one
     written.append(write_index(results))
     return Built(written, studies)
 
 
-def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool) -> list[Path]:
-    """One study's table (`<results>/leaderboards/<name>.csv`, `.md`) and figures (`figures/<name>/`)."""
+def _board(
+    results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool, found: list
+) -> list[Path]:
+    """One study's table (`<results>/leaderboards/<name>.csv`, `.md`) and figures (`figures/<name>/`), with its
+    findings (`found`)."""
     if classifier_board.is_classifier(rows):  # the augmented classifier's own table
-        return classifier_board.build(results, sweep, study, rows, figures, name)
+        return classifier_board.build(results, sweep, study, rows, figures, name, found)
     out = results / "leaderboards"
     table = summarize(rows)
     csv = out / f"{name}.csv"
@@ -263,7 +290,7 @@ def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str,
     points = points.sort_values(["_o", "variant", "axis_value"], na_position="first")
     points = [(r["point"], r["variant"], fmt_axis(r["axis_value"])) for _, r in points.iterrows()]
     shots = pictures_lib.leaderboard_lines(results, sweep, study, rows["axis"].iloc[0], points)
-    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, shots))
+    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, shots, found))
     written = [csv, out / f"{name}.md"]
     if figures:
         written += figures_lib.plot_sweep(rows, table, results / "figures" / name)

@@ -1,4 +1,5 @@
-"""Which study of a sweep a leaderboard shows, and the name its table gets (bench.results.leaderboard's docstring)."""
+"""Which study of a sweep a leaderboard shows, the name its table gets (bench.results.leaderboard's docstring), and
+where its rows came from."""
 
 from __future__ import annotations
 
@@ -35,3 +36,10 @@ def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
     dataset = rows.loc[rows["study"] == study, "dataset"].iloc[0]
     primary = rows.loc[rows["study"] == pick_study(rows), "dataset"].iloc[0]
     return sweep if dataset == primary else f"{sweep}.{dataset}"
+
+
+def provenance(rows: pd.DataFrame) -> str:
+    """Every commit the rows were made at with its count of rows, most rows first: 'fcb684a (11 rows), 3bb80d9 (4
+    rows)'."""
+    counts = rows["git_commit"].fillna("unknown").value_counts(sort=False).sort_values(ascending=False, kind="stable")
+    return ", ".join(f"{c} ({n} row{'s' if n > 1 else ''})" for c, n in counts.items())
