@@ -22,6 +22,8 @@ class MetricSettings:
     ais_leapfrog: int = estimators.AIS_LEAPFROG  # leapfrog steps per HMC transition
     ais_step_size: float = estimators.AIS_STEP_SIZE  # initial leapfrog step, whitened units (adapted per image)
     ais_start: str = "proposal"  # AIS anneals from the model's IS proposal ("proposal") or from N(0, I) ("prior")
+    ais_max_intermediate: int = 0  # > 0: double ais_intermediate up to this until the error bound < ais_tolerance
+    ais_tolerance: float = estimators.ESCALATION_FLOOR  # nats per image (a quarter of a difference to decide it)
     bdmc_images: int = 500  # images simulated from the model for the BDMC bound on the AIS error (same AIS settings)
     is_samples: int = 1000  # importance samples per image
     paper_images: int | None = None  # test_bpd_paper on the first N test images (None: all, as the paper)
@@ -108,7 +110,7 @@ class MetricSettings:
         return dataclasses.replace(self, **changes)
 
 
-_MAY_BE_ZERO = ("bdmc_images", "quality_images")  # 0: skip that part of the evaluation
+_MAY_BE_ZERO = ("bdmc_images", "quality_images", "ais_max_intermediate")  # 0: skip that part (or no escalation)
 
 
 def _number(v) -> bool:
