@@ -81,3 +81,14 @@ def test_the_pages_embed_findings_between_markers(tmp_path):
     assert "stale" not in text and text.startswith("prose\n") and "Findings of study `toy.default.mnist`" in text
     assert "| 0.0001 | lae | vae | 3 vs 3 | +1.17" in text and "probe_acc" not in text
     assert "*Bad findings comment: a block needs sweep=.*" in text
+
+
+def test_a_metric_that_fewer_seeds_have_shows_its_own_n(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -100.2]}, seeds=(0, 1), extra={("lae", 1e-4): {"gen_fd": 50.0}})
+    write_rows(tmp_path, {("lae", 1e-4): [-99.9]}, seeds=(2,))  # an older row without gen_fd
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    quality = md.split("## Sample quality")[1].split("\n## ")[0]
+    assert "| lae | 0.0001 | 3 | **50.00 ± 0** (n 2) |" in quality
+    likelihood = md.split("## Likelihood")[1].split("\n## ")[0]
+    assert "(n " not in likelihood

@@ -107,7 +107,10 @@ def render(results: Path, args: dict[str, str]) -> str:
     for _, r in table.iterrows():
         cells = [r["variant"], leaderboard.fmt_axis(r["axis_value"]), str(int(r["n_seeds"]))]
         cells += [paper.get(r["variant"], "—").replace("±", " ± ")] if paper else []
-        cells += [cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent, digits) for m in metrics]
+        cells += [
+            cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent, digits) + leaderboard.fewer(r, m)
+            for m in metrics
+        ]
         if versus:
             zero = r["axis_value"] == 0
             cells += ["—" if zero else classifier_board.versus_none(rows, r, m) for m in metrics]

@@ -67,8 +67,8 @@ def mean_ci(values) -> tuple[float, float, int]:
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _best (the derived
-    columns too: findings.with_derived)."""
+    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _n (the seeds with a
+    value: fewer than n_seeds where older rows lack a metric) / _best; the derived columns too (with_derived)."""
     rows = findings.with_derived(rows)
     metrics = [m.name for m in COLUMNS if m.name in rows.columns]
     out = []
@@ -84,8 +84,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             "n_pruned": int((g["status"] == "pruned").sum()),
         }
         for m in metrics:
-            mean, ci, _ = mean_ci(ok[m].astype(float))
-            rec[f"{m}_mean"], rec[f"{m}_ci95"] = mean, ci
+            mean, ci, n = mean_ci(ok[m].astype(float))
+            rec[f"{m}_mean"], rec[f"{m}_ci95"], rec[f"{m}_n"] = mean, ci, n
         out.append(rec)
     table = pd.DataFrame(out)
     if table.empty:
@@ -114,6 +114,12 @@ def fmt(x: float) -> str:
         return "—"
     a = abs(x)
     return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
+
+
+def fewer(r: pd.Series, metric: str) -> str:
+    """' (n 2)' when the metric has a value for fewer of the row's seeds than its n column shows, else ''."""
+    k = r.get(f"{metric}_n", r["n_seeds"])
+    return f" (n {int(k)})" if 0 < k < r["n_seeds"] else ""
 
 
 def markdown(
@@ -196,6 +202,7 @@ def markdown(
             for m, _ in cols:
                 text = fmt(r[f"{m}_mean"]) + (f" ± {fmt(r[f'{m}_ci95'])}" if np.isfinite(r[f"{m}_ci95"]) else "")
                 text = f"**{text}**" if r.get(f"{m}_best", False) is True else text
+                text += fewer(r, m)
                 cells.append(text + (" †" if m == HEADLINE and r.name in flags else ""))
             n = (
                 f"{r['n_seeds']}"

@@ -41,5 +41,6 @@ def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
 def provenance(rows: pd.DataFrame) -> str:
     """Every commit the rows were made at with its count of rows, most rows first: 'fcb684a (11 rows), 3bb80d9 (4
     rows)'."""
-    counts = rows["git_commit"].fillna("unknown").value_counts(sort=False).sort_values(ascending=False, kind="stable")
+    short = rows["git_commit"].fillna("unknown").map(lambda c: c[:7] + c[40:] if len(c) >= 40 else c)  # keeps +dirty
+    counts = short.value_counts(sort=False).sort_values(ascending=False, kind="stable")
     return ", ".join(f"{c} ({n} row{'s' if n > 1 else ''})" for c, n in counts.items())
