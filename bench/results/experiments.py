@@ -84,7 +84,7 @@ def render(results: Path, args: dict[str, str]) -> str:
     study = pick_study(rows) if not rows.empty else None
     if study is None:
         return f"*No rows yet: run `python -m bench sweep {sweep} --budget default --workers 2`.*\n"
-    rows = rows[rows["study"] == study]
+    rows = findings.with_derived(rows[rows["study"] == study])
     classifier = classifier_board.is_classifier(rows)
     table = (classifier_board.summarize if classifier else leaderboard.summarize)(rows)
     if "values" in args:
@@ -124,6 +124,8 @@ def versus_variant(rows, r, variant: str, metric: str, digits: int | None) -> st
     """'+0.012 (p 0.03)': this row's mean minus ``variant``'s (its baseline row: no swept value), Welch's p over the
     seeds; '—' for the variant itself or when either side has no value."""
     ok = rows[rows["status"] == "complete"]
+    if metric not in ok:
+        return "—"
     same = ok["axis_value"].isna() if pd.isna(r["axis_value"]) else ok["axis_value"] == r["axis_value"]
     a = ok[(ok["variant"] == r["variant"]) & same][metric].astype(float)
     b = ok[ok["variant"] == variant][metric].astype(float)

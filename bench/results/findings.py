@@ -57,7 +57,7 @@ UNDECIDED = "undecided: estimator error"
 class Finding(NamedTuple):
     metric: str
     axis_value: float  # nan: a comparison between groups without a swept value
-    a: str  # variant (the LAE side, or the augmented side)
+    a: str  # variant: LAE's, or the augmented classifier's when compared with its plain CNN
     b: str  # the variant it is compared with
     b_value: float  # b's swept value (nan: a baseline without the knob)
     n_a: int
@@ -275,7 +275,7 @@ def lines(found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None =
         ]
         replicated = any(f.replication for f in mine)
         estimated = metric in ESTIMATED
-        head = ["`" + axis + "`", "LAE side", "against", "n", "difference (95% CI)", "Welch p", "Holm p"]
+        head = ["`" + axis + "`", "model", "against", "n", "difference (95% CI)", "Welch p", "Holm p"]
         head += ["estimator error"] if estimated else []
         head += ["verdict"] + (["on the other dataset"] if replicated else [])
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -112,8 +112,8 @@ def fmt_axis(x: float) -> str:
 def fmt(x: float) -> str:
     if x is None or not np.isfinite(x):
         return "—"
-    a = abs(x)
-    return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
+    a = abs(x)  # 3 decimals below 10: per-dimension likelihoods differ in the third (the LAE paper's 1.177, 1.189)
+    return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 10 else f"{x:.3f}" if a >= 1 else f"{x:.3g}"
 
 
 def fewer(r: pd.Series, metric: str) -> str:
