@@ -50,6 +50,7 @@ ESTIMATED = {
     "test_bpd_ais": lambda p: 1.0 / (p * math.log(2)),
 }
 ERROR_FACTOR = 4.0
+ESTIMATOR_COLUMNS = ("test_loglik_ais", "test_loglik_is", "bdmc_gap")  # AIS, IS, BDMC gap: nats per image
 CONTROL_VARIANTS = ("none",)  # every group is compared with these (the augmented classifier's plain CNN)
 UNDECIDED = "undecided: estimator error"
 
@@ -79,10 +80,8 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[f
         return math.nan, math.nan
     from scipy.stats import t
 
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    d = a.mean() - b.mean()
-    se = math.sqrt(va + vb)
-    if se == 0:
+    va, vb, d = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b), a.mean() - b.mean()
+    if (se := math.sqrt(va + vb)) == 0:
         return float(d), float(d)
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(t.ppf(0.5 + level / 2, dof)) * se
@@ -140,13 +139,8 @@ def _values(ok: pd.DataFrame, group: tuple[str, float], metric: str) -> np.ndarr
 
 def estimator_error(ok: pd.DataFrame, group: tuple[str, float]) -> float:
     """The larger of |mean IS - mean AIS| and the mean BDMC gap of one group, nats per image (nan: neither known)."""
-    ais, is_ = (
-        _values(ok, group, "test_loglik_ais"),
-        (_values(ok, group, "test_loglik_is") if "test_loglik_is" in ok else np.array([])),
-    )
-    gap = _values(ok, group, "bdmc_gap") if "bdmc_gap" in ok else np.array([])
-    parts = [abs(is_.mean() - ais.mean())] if len(is_) and len(ais) else []
-    parts += [gap.mean()] if len(gap) else []
+    ais, is_, gap = (_values(ok, group, m) if m in ok else np.array([]) for m in ESTIMATOR_COLUMNS)
+    parts = ([abs(is_.mean() - ais.mean())] if len(is_) and len(ais) else []) + ([gap.mean()] if len(gap) else [])
     return max(parts) if parts else math.nan
 
 
@@ -250,6 +244,21 @@ def fmt_num(x: float, signed: bool = False) -> str:
 
 def fmt_p(p: float) -> str:
     return "—" if not np.isfinite(p) else f"{p:.2g}"
+
+
+def section(found: list[Finding], axis: str, fmt_axis) -> list[str]:
+    """A leaderboard's "Findings" section: what the columns mean, then `lines`."""
+    return [
+        "## Findings",
+        "",
+        "Every comparison of this study (bench.results.findings): difference of the means (the model minus the one it "
+        "is compared with), its 95% interval (Welch), Welch's p and Holm's adjusted p over the study's comparisons of "
+        "the metric; **significant** only where the adjusted p is below 0.05. A likelihood difference under "
+        f"{ERROR_FACTOR:g} times the larger estimator error of its two groups (the larger of |IS - AIS| and the BDMC "
+        "gap) is undecided.",
+        "",
+        *lines(found, axis, fmt_axis),
+    ]
 
 
 def lines(found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None = None, values=None) -> list[str]:

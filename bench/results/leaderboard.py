@@ -33,7 +33,7 @@ from bench.registry import METRICS, MODELS, Metric
 from bench.results import classifier_board, findings, store
 from bench.results import figures as figures_lib
 from bench.results import pictures as pictures_lib
-from bench.results.studies import board_name, other_datasets, pick_study, provenance
+from bench.results.studies import board_name, other_datasets, pick_study, provenance, write_index
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
@@ -159,18 +159,7 @@ def markdown(
         *verdict_lines(rows, table, fmt_axis),
         "",
     ]
-    if found is not None:
-        lines += [
-            "## Findings",
-            "",
-            "Every comparison of this study (bench.results.findings): difference of the means (LAE side minus the "
-            "other), its 95% interval (Welch), Welch's p and Holm's adjusted p over the study's comparisons of the "
-            f"metric; **significant** only where the adjusted p is below 0.05. A likelihood difference under "
-            f"{findings.ERROR_FACTOR:g} times the larger estimator error of its two groups (the larger of |IS - AIS| "
-            "and the BDMC gap) is undecided.",
-            "",
-            *findings.lines(found, axis, fmt_axis),
-        ]
+    lines += findings.section(found, axis, fmt_axis) if found is not None else []
     if first["budget"] == "smoke":
         lines += [
             "**Smoke budget: these likelihoods are cheap estimates, not converged ones** (short AIS, few "
@@ -302,30 +291,3 @@ def _board(
     if figures:
         written += figures_lib.plot_sweep(rows, table, results / "figures" / name)
     return written
-
-
-def write_index(results: Path) -> Path:
-    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
-    out = Path(results) / "leaderboards"
-    lines = [
-        "# Leaderboards",
-        "",
-        "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
-        "commands are in [`results/README.md`](../README.md).",
-        "",
-        "| sweep | study | trials | table | figures |",
-        "|---|---|---:|---|---|",
-    ]
-    for csv in sorted(out.glob("*.csv")):
-        table = pd.read_csv(csv)
-        if table.empty:
-            continue
-        sweep, study = csv.stem, table["study"].iloc[0]
-        n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
-        lines.append(
-            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
-            f"[figures](../figures/{sweep}/) |"
-        )
-    path = out / "README.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path

@@ -1,11 +1,14 @@
-"""Which study of a sweep a leaderboard shows, the name its table gets (bench.results.leaderboard's docstring), and
-where its rows came from."""
+"""Which study of a sweep a leaderboard shows, the name its table gets (bench.results.leaderboard's docstring),
+where its rows came from, and the index page of the tables."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
 from bench.registry import BUDGETS, DATASETS
+from lae.utils import atomic_write_text
 
 BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
 
@@ -44,3 +47,30 @@ def provenance(rows: pd.DataFrame) -> str:
     short = rows["git_commit"].fillna("unknown").map(lambda c: c[:7] + c[40:] if len(c) >= 40 else c)  # keeps +dirty
     counts = short.value_counts(sort=False).sort_values(ascending=False, kind="stable")
     return ", ".join(f"{c} ({n} row{'s' if n > 1 else ''})" for c, n in counts.items())
+
+
+def write_index(results: Path) -> Path:
+    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
+    out = Path(results) / "leaderboards"
+    lines = [
+        "# Leaderboards",
+        "",
+        "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
+        "commands are in [`results/README.md`](../README.md).",
+        "",
+        "| sweep | study | trials | table | figures |",
+        "|---|---|---:|---|---|",
+    ]
+    for csv in sorted(out.glob("*.csv")):
+        table = pd.read_csv(csv)
+        if table.empty:
+            continue
+        sweep, study = csv.stem, table["study"].iloc[0]
+        n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
+        lines.append(
+            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
+            f"[figures](../figures/{sweep}/) |"
+        )
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
