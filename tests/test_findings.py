@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_leaderboard import write_rows
 
@@ -67,6 +68,8 @@ def test_findings_are_holm_corrected_undecided_under_estimator_error_and_replica
     section = md.split("## Findings")[1].split("\n## ")[0]
     assert "| 0.0001 | lae | vae | 3 vs 3 | +1.17 [" in section and "**significant**" in section
     assert "Commits: abc (" in md
+    table = pd.read_csv(tmp_path / "leaderboards" / "findings" / "toy.csv")
+    assert set(table["verdict"]) >= {"significant", "not significant"} and "p_holm" in table
 
 
 def test_the_pages_embed_findings_between_markers(tmp_path):
@@ -92,3 +95,19 @@ def test_a_metric_that_fewer_seeds_have_shows_its_own_n(tmp_path):
     assert "| lae | 0.0001 | 3 | **50.00 ± 0** (n 2) |" in quality
     likelihood = md.split("## Likelihood")[1].split("\n## ")[0]
     assert "(n " not in likelihood
+
+
+def test_replication_says_replicates_reversed_or_not():
+    def one(diff, verdict):
+        return findings.Finding("test_loglik_ais", 16.0, "lae", "vae", math.nan, 3, 3, diff, *[math.nan] * 5, verdict)
+
+    mine = [one(2.0, "significant")]
+    for theirs, word in [
+        (one(1.0, "significant"), "replicates"),
+        (one(-1.0, "significant"), "reversed"),
+        (one(1.0, "not significant"), "does not replicate"),
+    ]:
+        assert findings.replicate(mine, [theirs], "fashion-mnist")[0].replication.endswith("; " + word)
+    level = [one(0.1, "not significant")]
+    assert findings.replicate(level, level, "x")[0].replication == "x: +0.1, not significant; neither significant"
+    assert findings.replicate(mine, [one(1.0, "significant")._replace(b="iwae")], "x")[0].replication == ""

@@ -22,6 +22,7 @@ significant, same sign), is reversed, or does not replicate.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 
 from bench.registry import METRICS, PIXELS
 from bench.results.verdict import ALPHA, welch_p
+from lae.utils import atomic_write_text
 
 # The metrics compared, in this order (those a study has): the headline likelihood first.
 METRICS_COMPARED: tuple[str, ...] = (
@@ -200,21 +202,15 @@ def _key(f: Finding) -> tuple:
 
 def replicate(mine: list[Finding], theirs: list[Finding], dataset: str) -> list[Finding]:
     """`mine` with each finding's replication on `dataset` (whose findings are `theirs`) filled in."""
-    other = {_key(f): f for f in theirs}
-    out = []
+    other, out = {_key(f): f for f in theirs}, []
     for f in mine:
-        g = other.get(_key(f))
-        if g is None:
+        if (g := other.get(_key(f))) is None:
             out.append(f)
             continue
-        if f.verdict == "significant" and g.verdict == "significant":
-            word = "replicates" if np.sign(f.diff) == np.sign(g.diff) else "reversed"
-        elif f.verdict == "significant" or g.verdict == "significant":
-            word = "does not replicate"
-        else:
-            word = "neither significant"
-        text = f"{dataset}: {fmt_num(g.diff, signed=True)}, {g.verdict}; {word}"
-        out.append(f._replace(replication=text))
+        both = [f.verdict, g.verdict].count("significant")
+        word = "does not replicate" if both == 1 else "neither significant" if not both else "replicates"
+        word = "reversed" if both == 2 and np.sign(f.diff) != np.sign(g.diff) else word
+        out.append(f._replace(replication=f"{dataset}: {fmt_num(g.diff, signed=True)}, {g.verdict}; {word}"))
     return out
 
 
@@ -232,6 +228,11 @@ def sweep_findings(rows: pd.DataFrame, studies: list[str]) -> dict[str, list[Fin
                 found = replicate(found, study_findings(theirs[theirs["study"] == other]), dataset)
         out[study] = found
     return out
+
+
+def write_csv(found: list[Finding], path: Path) -> Path:
+    """The findings as a CSV, one row per comparison (Finding's fields as columns)."""
+    return atomic_write_text(path, pd.DataFrame(found, columns=Finding._fields).to_csv(index=False))
 
 
 def fmt_num(x: float, signed: bool = False) -> str:
@@ -282,8 +283,7 @@ def lines(found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None =
             + ".",
             "",
         ]
-        replicated = any(f.replication for f in mine)
-        estimated = metric in ESTIMATED
+        replicated, estimated = any(f.replication for f in mine), metric in ESTIMATED
         head = ["`" + axis + "`", "model", "against", "n", "difference (95% CI)", "Welch p", "Holm p"]
         head += ["estimator error"] if estimated else []
         head += ["verdict"] + (["on the other dataset"] if replicated else [])

@@ -4,7 +4,8 @@ Each metric is the mean over seeds of the complete trials and the half-width of 
 t-distribution with n-1 degrees of freedom (``t_{0.975,n-1} * sd / sqrt(n)``; none for a single seed), with the seed
 count ``n``. The columns, their units, sections and directions (higher or lower is better) are bench.registry's
 ``METRICS``; the best mean of each ranked column is marked: ``<metric>_best`` in the CSV, bold in the markdown.
-Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the figures
+Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, its findings (bench.results.findings) also as
+``leaderboards/findings/<sweep>.csv``, the index ``README.md``, and the figures
 (``bench.results.figures``) under ``<results>/figures/<sweep>/``; the markdown links the pictures a sweep wrote for the
 first seed of each point (``bench.results.pictures.picture_dir``). Models in the family registry's order, LAE first.
 
@@ -264,6 +265,7 @@ def build(
         for one in [shown, *more]:
             name = board_name(rows, sweep, one)
             written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
+            written.append(findings.write_csv(found[one], results / "leaderboards" / "findings" / f"{name}.csv"))
             studies[name] = one
     written.append(write_index(results))
     return Built(written, studies)
