@@ -17,12 +17,14 @@ BUDGETS = PRESETS
 
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
 ADV_EPS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # L-infinity radii on [0, 1] pixels
+PIXELS: dict[str, int] = {"mnist": 784, "fashion-mnist": 784, "digits": 64}  # P, the dimension of an image
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
-    group: str  # who computes it: loglik | probe | speed | adversarial | quality (bench.metrics), training | meta
+    group: str  # who computes it: loglik | probe | speed | adversarial | quality (bench.metrics), training | meta,
+    # derived (bench.results.findings.with_derived, from other columns when tables are built; never stored)
     unit: str  # short unit for table heads
     better: str | None  # "max" | "min" | None (not a ranking: acceptance rates, counts)
     meaning: str  # unit and meaning, one line (docs, `evaluate --out` JSON)
@@ -49,7 +51,7 @@ _METRICS = [
     Metric(
         "test_loglik_ais",
         "loglik",
-        "nats",
+        "nats/image",
         "max",
         "nats per image: AIS estimate of log p(x), mean over the test images (headline)",
         _L,
@@ -57,7 +59,7 @@ _METRICS = [
     Metric(
         "test_loglik_is",
         "loglik",
-        "nats",
+        "nats/image",
         "max",
         "nats per image: importance-sampling estimate with the model's own proposal",
         _L,
@@ -65,7 +67,7 @@ _METRICS = [
     Metric(
         "test_elbo",
         "loglik",
-        "nats",
+        "nats/image",
         "max",
         "nats per image: single-sample ELBO, analytic KL (VAE family; nan for LAE)",
         _L,
@@ -99,7 +101,7 @@ _METRICS = [
     Metric(
         "bdmc_gap",
         "loglik",
-        "nats",
+        "nats/image",
         None,
         "nats per image: BDMC upper minus lower bound of log p(x) on images "
         "simulated from the model, AIS at the same settings: bounds the AIS error",
@@ -199,6 +201,48 @@ _METRICS = [
         "fraction",
         None,
         "fraction in [0, 1]: test accuracy of the feature classifier behind gen_fd, gen_precision, gen_recall",
+    ),
+    # Issue 23: nats per dimension (the LAE paper's unit), mode coverage, the AIS length used.
+    Metric(
+        "test_npd_ais",
+        "derived",
+        "nats/dim",
+        "min",
+        "nats per dimension: -test_loglik_ais / P (P = 784 for MNIST), derived when tables are built",
+        _L,
+    ),
+    Metric(
+        "test_npd_paper",
+        "derived",
+        "nats/dim",
+        "min",
+        "nats per dimension: test_bpd_paper x ln 2, the LAE paper's own unit (its Table: test -ELBO in nats/dim)",
+        _L,
+    ),
+    Metric(
+        "ais_intermediate_used",
+        "loglik",
+        "count",
+        None,
+        "count: AIS intermediate distributions behind test_loglik_ais (more than the preset's where the AIS was "
+        "escalated until its error bound was small enough: lae.estimators.escalating_ais)",
+    ),
+    Metric(
+        "gen_classes",
+        "quality",
+        "classes",
+        "max",
+        "count: classes that the feature classifier assigns at least 5% of the generated images to (mode coverage)",
+        _Q,
+    ),
+    Metric(
+        "gen_class_kl",
+        "quality",
+        "nats",
+        "min",
+        "nats: KL divergence from the generated images' class shares (by the feature classifier) to the test "
+        "split's class frequencies; 0 for a generator as class-balanced as the test set",
+        _Q,
     ),
     Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", _S),
     Metric("eval_threads", "meta", "count", None, "count: torch intra-op threads during the evaluation"),

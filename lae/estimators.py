@@ -21,6 +21,11 @@ path of Wu et al. (2017), which needs many more distributions for the same accur
 BDMC (Grosse et al. 2015): on images simulated from the model (z* ~ p(z), x ~ p(x | z*)), forward AIS gives a
 stochastic lower bound and reverse AIS from the exact posterior sample z* a stochastic upper bound of log p(x); with
 the same settings as on the test images, the mean gap upper - lower bounds the error of the test-image AIS.
+
+Escalation (`escalating_ais`): where that error decides a comparison, AIS and BDMC are rerun with twice the
+intermediate distributions until the error bound, the larger of |mean IS - mean AIS| and the BDMC gap, is below a
+tolerance (a quarter of the difference to decide, or 0.5 nats: `escalation_tolerance`) or the length reaches a cap;
+the length used is returned, for the result row.
 """
 
 from __future__ import annotations
@@ -137,6 +142,52 @@ def ais(
         diagnostics["accept"] = accepts / x.shape[0]
         diagnostics["step_size"] = steps / x.shape[0]
     return torch.cat(out)
+
+
+class Escalated(NamedTuple):
+    log_px: torch.Tensor  # (N,) AIS estimate at the length used, nats per image
+    n_intermediate: int  # the length used
+    bdmc_gap: float  # nats per image at that length (nan without BDMC images)
+    error: float  # max(|mean IS - mean AIS|, bdmc_gap) at that length, nats per image
+    history: tuple[tuple[int, float], ...]  # (length, error) of every length tried
+
+
+ESCALATION_FLOOR = 0.5  # nats per image: an error bound below this is small enough whatever the difference
+
+
+def escalation_tolerance(difference: float) -> float:
+    """The error bound that decides a difference of `difference` nats: a quarter of it, or ESCALATION_FLOOR."""
+    return max(abs(difference) / 4, ESCALATION_FLOOR)
+
+
+def escalating_ais(
+    model,
+    x: torch.Tensor,
+    log_is: torch.Tensor | None,
+    tolerance: float,
+    max_intermediate: int,
+    bdmc_images: int,
+    n_intermediate: int = AIS_INTERMEDIATE,
+    proposal: GaussianProposal | None = None,
+    diagnostics: dict | None = None,
+    **settings,
+) -> Escalated:
+    """AIS on x (N, P) with n_intermediate, 2 n_intermediate, 4 n_intermediate, ... distributions until the error
+    bound max(|mean log_is - mean AIS|, BDMC gap on bdmc_images simulated images) is below `tolerance` nats per image,
+    or the next length would pass max_intermediate. log_is: (N,) the IS estimate on the same images (None: the BDMC gap
+    alone). settings: those of `ais` (n_chains, n_leapfrog, step_size, generator, batch_size, start, ald_batch), used
+    by BDMC too. Each length's AIS and BDMC are fresh runs (the generator advances)."""
+    history, n = [], n_intermediate
+    while True:
+        log_px = ais(model, x, n, proposal=proposal, diagnostics=diagnostics, **settings)
+        gap = bdmc(model, bdmc_images, n, **settings).gap if bdmc_images else math.nan
+        parts = [gap] if bdmc_images else []
+        parts += [abs(log_is.mean().item() - log_px.mean().item())] if log_is is not None else []
+        error = max(parts) if parts else math.nan
+        history.append((n, error))
+        if not error >= tolerance or 2 * n > max_intermediate:  # small enough (or unknown), or at the cap
+            return Escalated(log_px, n, gap, error, tuple(history))
+        n *= 2
 
 
 class BDMCResult(NamedTuple):

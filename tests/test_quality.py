@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NEEDS_MNIST = pytest.mark.skipif(not os.environ.get("LAE_BENCH_DATA"), reason="LAE_BENCH_DATA not set (real MNIST)")
 N = 2000  # images per side in the MNIST checks
 QUICK = {**q.CLASSIFIER, "epochs": 2, "min_steps": 0}  # cheaper, for the tests (its own cache key)
-NAMES = {"gen_fd", "gen_precision", "gen_recall", "gen_images", "gen_classifier_acc"}
+NAMES = {"gen_fd", "gen_precision", "gen_recall", "gen_classes", "gen_class_kl", "gen_images", "gen_classifier_acc"}
 
 
 def with_moments(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> torch.Tensor:
@@ -108,6 +108,24 @@ def test_the_cache_reads_back_the_same_classifier_keys_on_content_and_replaces_a
     replaced = q.load_classifier(ds, tmp_path, QUICK)
     assert replaced.trained and torch.equal(replaced.test_features, clf.test_features)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [clf.path.name]
+
+
+def test_mode_coverage_sees_a_generator_collapsed_onto_two_classes(tmp_path):
+    ds = data.load("digits", "dynamic")
+    clf = q.load_classifier(ds, tmp_path, {**QUICK, "min_steps": 600})  # 32 epochs of the 1,203 digits
+
+    def coverage(x):
+        return q.mode_coverage(clf.net.head(q.features(clf.net, x)).argmax(1), ds.test.y, ds.n_classes)
+
+    faithful = coverage(ds.test.x)  # the test images themselves: every class, at the test set's frequencies
+    two = ds.test.x[(ds.test.y == 0) | (ds.test.y == 7)]  # a generator that makes only 0s and 7s
+    collapsed = coverage(two)
+    print("faithful", faithful, "collapsed", collapsed)
+    # the classifier (test accuracy > 0.8) mislabels a few images: KL of its labels to the truth stays small
+    assert faithful[0] == 10 and faithful[1] < 0.05
+    assert collapsed[0] <= 3 and collapsed[1] > 1.2  # log(10 / 2) = 1.61 for two exact classes of ten
+    labels = torch.tensor([0, 0, 1, 1])  # exact: two classes of two equally frequent in the reference
+    assert q.mode_coverage(labels, torch.arange(4), 4) == (2.0, pytest.approx(math.log(2)))
 
 
 # ------------------------------------------------------------------------------------------- the metric group

@@ -5,7 +5,9 @@ importance-sampling proposal (a Laplace fit at each image's posterior mode, lae.
 and serves both estimators: IS (lae.estimators.importance_sampling) and the headline AIS (lae.estimators.ais), which
 anneals from that proposal to the posterior (`ais_start = "prior"`: from N(0, I)). Its error is bounded by BDMC
 (lae.estimators.bdmc) on `bdmc_images` images simulated from the model with the same AIS settings: `bdmc_gap` is the
-mean of upper - lower bound, nats per image. Also the single-sample ELBO of the families that have one (model.elbo;
+mean of upper - lower bound, nats per image. With `ais_max_intermediate` > 0 the AIS length is escalated
+(lae.estimators.escalating_ais: doubled until max(|IS - AIS|, BDMC gap) < `ais_tolerance`), and the length used is
+`ais_intermediate_used`. Also the single-sample ELBO of the families that have one (model.elbo;
 nan for LAE). Nats per image; bits per dimension = -log p(x) / (P ln 2) for 8-bit data (nan for binarized data).
 For 8-bit data also the LAE paper's own protocol, `test_bpd_paper` (paper_elbo): a single-sample ELBO, no estimator.
 """
@@ -25,8 +27,9 @@ from lae.utils import model_device, progress_bar
 
 def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings, gen, progress=False) -> dict:
     """{test_loglik_ais, test_loglik_is, test_elbo, test_bpd_ais, test_bpd_is, test_images, ais_accept, bdmc_gap,
-    test_bpd_paper}. Draws from `gen` in this order: proposal, IS, AIS, ELBO, BDMC, the paper's protocol (8-bit data
-    only, on the first `paper_images` test images)."""
+    test_bpd_paper, ais_intermediate_used}. Draws from `gen` in this order: proposal, IS, AIS, ELBO, BDMC, the
+    paper's protocol (8-bit data only, on the first `paper_images` test images); escalated: AIS and BDMC per length,
+    then ELBO."""
     x = dataset.test.x if s.subset is None else dataset.test.x[: s.subset]
     x = x.to(model_device(model))
     n = x.shape[0]
@@ -46,11 +49,21 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         ald_batch=config.batch_size,
     )
     diag: dict = {}
-    log_ais = estimators.ais(model, x, on_chunk=bar.update, diagnostics=diag, proposal=q, **ais)
+    run = None  # the escalation's result, when the settings ask for one
+    if s.ais_max_intermediate:  # re-measurement: AIS and BDMC lengthened until their error is small enough
+        fixed = {k: v for k, v in ais.items() if k != "n_intermediate"}
+        args = (s.ais_tolerance, s.ais_max_intermediate, s.bdmc_images, s.ais_intermediate, q, diag)
+        run = estimators.escalating_ais(model, x, log_is, *args, **fixed)
+        log_ais = run.log_px
+    else:
+        log_ais = estimators.ais(model, x, on_chunk=bar.update, diagnostics=diag, proposal=q, **ais)
     with torch.no_grad():
         parts = [model.elbo(xb, gen) for xb in x.split(1000)]
     elbo = float("nan") if parts[0] is None else torch.cat(parts).mean().item()
-    gap = estimators.bdmc(model, s.bdmc_images, **ais).gap if s.bdmc_images else float("nan")
+    if run is not None:
+        gap = run.bdmc_gap
+    else:
+        gap = estimators.bdmc(model, s.bdmc_images, **ais).gap if s.bdmc_images else float("nan")
     bar.update(s.bdmc_images)
     bar.close()
 
@@ -74,6 +87,7 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         "ais_accept": float(diag["accept"]),
         "bdmc_gap": gap,
         "test_bpd_paper": paper,
+        "ais_intermediate_used": float(s.ais_intermediate if run is None else run.n_intermediate),
     }
 
 

@@ -1,4 +1,5 @@
-"""Sample quality: the quality group of metrics (gen_fd, gen_precision, gen_recall, gen_images, gen_classifier_acc).
+"""Sample quality: the quality group of metrics (gen_fd, gen_precision, gen_recall, gen_classes, gen_class_kl,
+gen_images, gen_classifier_acc).
 
 Protocol (fixed; the settings choose only `quality_images`, 0 to skip the group):
 - generated: n = min(quality_images, test split size) images drawn from the model, z ~ N(0, I) then x ~ p(x | z)
@@ -14,7 +15,11 @@ Protocol (fixed; the settings choose only `quality_images`, 0 to skip the group)
 - gen_fd: Frechet distance between Gaussians fitted to the two feature sets (Heusel et al. 2017), in squared
   feature units; gen_precision / gen_recall: Kynkaanniemi et al. 2019 with k = K_NEAREST: the fraction of
   generated images inside the real k-NN manifold (a ball around every real feature reaching its k-th nearest real
-  neighbour) and of real images inside the generated one.
+  neighbour) and of real images inside the generated one;
+- mode coverage (a generator that collapses onto a few classes can keep a fair FD and recall): the feature
+  classifier labels every generated image; gen_classes counts the classes given at least MODE_SHARE of them, and
+  gen_class_kl is KL(generated class shares || the test split's label frequencies) in nats (0 log 0 = 0): 0 for a
+  generator with the test set's class balance, log(10 / 2) = 1.61 for one that makes two of ten equal classes only.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ CLASSIFIER = {"epochs": 3, "min_steps": 1000, "batch_size": 64, "lr": 1e-3, "see
 QUALITY_SEED_OFFSET = 7919
 CACHE_ENV = "LAE_BENCH_CACHE"
 CHUNK = 1000  # rows per distance block: CHUNK x n float32 distances at a time
+MODE_SHARE = 0.05  # a class counts as covered when it gets at least this share of the generated images
 
 
 class FeatureNet(nn.Module):
@@ -230,6 +236,15 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = K_NEAREST)
     return coverage(fake, real, knn_radii(real, k)), coverage(real, fake, knn_radii(fake, k))
 
 
+def mode_coverage(labels: torch.Tensor, reference: torch.Tensor, n_classes: int) -> tuple[float, float]:
+    """(classes with at least MODE_SHARE of `labels`, KL(share of labels || share of reference) in nats) for class
+    labels (N,) of generated images and the reference labels (M,) (the test split's), int64."""
+    share = torch.bincount(labels, minlength=n_classes).double() / len(labels)
+    freq = torch.bincount(reference, minlength=n_classes).double() / len(reference)
+    kl = torch.where(share > 0, share * (share / freq).log(), torch.zeros_like(share)).sum()
+    return float((share >= MODE_SHARE).sum()), float(kl)
+
+
 @torch.no_grad()
 def sample_images(model, n: int, generator: torch.Generator, batch: int = CHUNK) -> torch.Tensor:
     """n images x ~ p(x) = p(x | z) p(z) (the model's prior_sample) through the likelihood's sampler: (n, P) on the
@@ -254,10 +269,10 @@ def classifier(config, dataset: data_lib.Dataset, progress: bool = False) -> Cla
 
 
 def quality_metrics(model, config, dataset: data_lib.Dataset, s: MetricSettings, progress: bool = False) -> dict:
-    """{gen_fd, gen_precision, gen_recall, gen_images, gen_classifier_acc} (see the protocol); nan and
-    gen_images 0 when s.quality_images is 0. The classifier is that of the dataset's default split (loaded here,
-    whatever train_size the model was trained with)."""
-    names = ("gen_fd", "gen_precision", "gen_recall", "gen_classifier_acc")
+    """{gen_fd, gen_precision, gen_recall, gen_classes, gen_class_kl, gen_images, gen_classifier_acc} (see the
+    protocol); nan and gen_images 0 when s.quality_images is 0. The classifier is that of the dataset's default split
+    (loaded here, whatever train_size the model was trained with)."""
+    names = ("gen_fd", "gen_precision", "gen_recall", "gen_classifier_acc", "gen_classes", "gen_class_kl")
     if s.quality_images == 0:
         return dict.fromkeys(names, math.nan) | {"gen_images": 0.0}
     clf = classifier(config, dataset, progress)
@@ -267,4 +282,7 @@ def quality_metrics(model, config, dataset: data_lib.Dataset, s: MetricSettings,
     real = clf.test_features[:n]
     precision, recall = precision_recall(real, fake)
     fd = frechet_distance(real, fake)
-    return dict(zip(names, (fd, precision, recall, clf.test_acc))) | {"gen_images": float(n)}
+    classes, kl = mode_coverage(
+        clf.net.head(fake.to(model_device(clf.net))).argmax(1).cpu(), dataset.test.y, dataset.n_classes
+    )
+    return dict(zip(names, (fd, precision, recall, clf.test_acc, classes, kl))) | {"gen_images": float(n)}

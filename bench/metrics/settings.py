@@ -23,6 +23,8 @@ class MetricSettings:
     ais_leapfrog: int = estimators.AIS_LEAPFROG  # leapfrog steps per HMC transition
     ais_step_size: float = estimators.AIS_STEP_SIZE  # initial leapfrog step, whitened units (adapted per image)
     ais_start: str = "proposal"  # AIS anneals from the model's IS proposal ("proposal") or from N(0, I) ("prior")
+    ais_max_intermediate: int = 0  # > 0: double ais_intermediate up to this until the error bound < ais_tolerance
+    ais_tolerance: float = estimators.ESCALATION_FLOOR  # nats per image (a quarter of a difference to decide it)
     bdmc_images: int = 500  # images simulated from the model for the BDMC bound on the AIS error (same AIS settings)
     is_samples: int = 1000  # importance samples per image
     paper_images: int | None = None  # test_bpd_paper on the first N test images (None: all, as the paper)
@@ -118,7 +120,7 @@ class MetricSettings:
         samples (max(estimator_batch, ais_chains, is_samples) (sample, image) pairs, 12 bytes per decoder output of
         DEFAULT_PIXELS (an MNIST image; the sizes are not tied to a dataset here): value, gradient, momentum), and the
         quality group's and one generation batch's images (float32)."""
-        schedule = 40 * (self.ais_intermediate + 2)
+        schedule = 40 * (max(self.ais_intermediate, self.ais_max_intermediate) + 2)  # the longest escalated schedule
         chains = 12 * max(self.estimator_batch, self.ais_chains, self.is_samples) * DEFAULT_PIXELS
         images = 4 * DEFAULT_PIXELS * (2 * self.quality_images + self.gen_batch * self.speed_posterior_samples)
         return schedule + chains + images
@@ -128,7 +130,7 @@ class MetricSettings:
         return dataclasses.replace(self, **changes)
 
 
-_MAY_BE_ZERO = ("bdmc_images", "quality_images")  # 0: skip that part of the evaluation
+_MAY_BE_ZERO = ("bdmc_images", "quality_images", "ais_max_intermediate")  # 0: skip that part (or no escalation)
 _SIZES = Range(0, INT32_MAX)  # their range; every other integer setting is in lae.config.COUNTS (1..2**31-1)
 
 

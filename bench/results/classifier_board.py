@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import APGD_EPS, CLF_EPS, METRICS, clf_name
+from bench.results import findings
 from bench.results.figures import pyplot, save_png
+from bench.results.studies import provenance
 from bench.results.verdict import versus
 from lae.utils import atomic_write_text
 
@@ -96,7 +98,7 @@ def versus_none(rows: pd.DataFrame, r, metric: str) -> str:
     return f"{100 * d:+.2f} pp" + (f" (p {p:.2g})" if np.isfinite(p) else "")
 
 
-def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) -> str:
+def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, found: list | None = None) -> str:
     first = rows.iloc[0]
     dlvm = rows[rows["n_augment"] > 0]
     d = dlvm.iloc[0] if len(dlvm) else first
@@ -114,8 +116,8 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
         f"mean ± 95% CI half-width (t-distribution) over the complete seeds; the course project's number (one run, "
         f"its own protocol: see bench/results/classifier_board.py) in the `course` columns.",
         "",
-        f"Commit {first['git_commit']}, torch {first['torch_version']}, {int(first['threads'])} thread(s) per trial "
-        f"on {first['machine']}.",
+        f"Commits: {provenance(rows)}; torch {first['torch_version']}, {int(first['threads'])} thread(s) per trial "
+        f"on {first['machine']}. Trials are named by study, point and seed.",
         "",
         "## Clean accuracy (%) and each augmented point against the plain CNN (N = 0)",
         "",
@@ -156,6 +158,9 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame) ->
     if len(failed):
         lines += ["", "## Failed trials", ""]
         lines += [f"- {r['point']} seed {int(r['seed'])}: {r['error']}" for _, r in failed.iterrows()]
+    if found is not None:
+        lines += ["", "## Findings", "", "Each comparison, Holm-adjusted per metric (bench.results.findings).", ""]
+        lines += findings.lines(found, "n_augment", lambda v: "—" if pd.isna(v) else f"{v:g}")
     lines += ["", "## Figure", "", f"![accuracy under attack](../figures/{sweep}/robustness.png)", ""]
     return "\n".join(lines)
 
@@ -188,14 +193,20 @@ def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> Path:
 
 
 def build(
-    results: str | os.PathLike, sweep: str, study: str, rows: pd.DataFrame, figures: bool = True, name: str = ""
+    results: str | os.PathLike,
+    sweep: str,
+    study: str,
+    rows: pd.DataFrame,
+    figures: bool = True,
+    name: str = "",
+    found: list | None = None,
 ) -> list[Path]:
     """Write one study's table (`<name>.csv`, `.md`; name: the sweep's by default) and figure; -> the paths."""
     out, name = Path(results) / "leaderboards", name or sweep
     table = summarize(rows)
     csv = out / f"{name}.csv"
     atomic_write_text(csv, table.assign(sweep=sweep, study=study).to_csv(index=False))
-    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table))
+    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, found))
     written = [csv, out / f"{name}.md"]
     if figures and table["n_seeds"].sum() > 0:
         (Path(results) / "figures" / name).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,16 @@ sweep: each row's difference to that variant, with Welch's p over the seeds) and
 column of published numbers, as given, e.g. `lae:1.177±0.001`). One row per model variant and swept value, each metric
 as mean ± the half-width of its 95% interval over the seeds (t with n - 1 degrees of freedom), as in the leaderboards. A
 block whose sweep has no rows says so. A page without blocks is left alone.
+
+The findings (bench.results.findings: each comparison with its interval, Welch's and Holm's p, the estimator-error
+rule and the replication on the other dataset) are embedded the same way,
+
+    <!-- findings sweep=latent_dim metrics=test_loglik_ais values=32 dataset=mnist -->
+    ... (rewritten on every build)
+    <!-- end findings -->
+
+with `metrics=` (optional: default all the study has), `values=` (the swept values kept; comparisons without one are
+always kept) and `dataset=` (the sweep's study on that dataset; default: its leaderboard's).
 """
 
 from __future__ import annotations
@@ -27,16 +37,17 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import METRICS
-from bench.results import classifier_board, leaderboard, store
+from bench.results import classifier_board, findings, leaderboard, store
 from bench.results.studies import pick_study
 from bench.results.verdict import versus
 from lae.utils import atomic_write_text
 
 PAGES = ("experiments.md", "README.md")
 BLOCK = re.compile(r"(<!-- table (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+FINDINGS = re.compile(r"(<!-- findings (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- end findings -->)", re.S)
 
 
-def parse(args: str) -> dict[str, str]:
+def parse(args: str, needs: tuple[str, ...] = ("sweep", "metrics")) -> dict[str, str]:
     """'sweep=n_steps metrics=a,b' -> {'sweep': 'n_steps', 'metrics': 'a,b'}; ValueError on a malformed word."""
     out = {}
     for word in args.split():
@@ -44,8 +55,9 @@ def parse(args: str) -> dict[str, str]:
         if not sep or not value:
             raise ValueError(f"expected key=value, got {word!r}")
         out[key] = value
-    if "sweep" not in out or "metrics" not in out:
-        raise ValueError("a table needs sweep= and metrics=")
+    if any(k not in out for k in needs):
+        raise ValueError(f"a block needs {' and '.join(k + '=' for k in needs)}")
+    out.setdefault("metrics", ",".join(findings.METRICS_COMPARED))
     unknown = [m for m in out["metrics"].split(",") if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}")
@@ -72,7 +84,7 @@ def render(results: Path, args: dict[str, str]) -> str:
     study = pick_study(rows) if not rows.empty else None
     if study is None:
         return f"*No rows yet: run `python -m bench sweep {sweep} --budget default --workers 2`.*\n"
-    rows = rows[rows["study"] == study]
+    rows = findings.with_derived(rows[rows["study"] == study])
     classifier = classifier_board.is_classifier(rows)
     table = (classifier_board.summarize if classifier else leaderboard.summarize)(rows)
     if "values" in args:
@@ -95,7 +107,10 @@ def render(results: Path, args: dict[str, str]) -> str:
     for _, r in table.iterrows():
         cells = [r["variant"], leaderboard.fmt_axis(r["axis_value"]), str(int(r["n_seeds"]))]
         cells += [paper.get(r["variant"], "—").replace("±", " ± ")] if paper else []
-        cells += [cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent, digits) for m in metrics]
+        cells += [
+            cell(r.get(f"{m}_mean", math.nan), r.get(f"{m}_ci95", math.nan), percent, digits) + leaderboard.fewer(r, m)
+            for m in metrics
+        ]
         if versus:
             zero = r["axis_value"] == 0
             cells += ["—" if zero else classifier_board.versus_none(rows, r, m) for m in metrics]
@@ -109,6 +124,8 @@ def versus_variant(rows, r, variant: str, metric: str, digits: int | None) -> st
     """'+0.012 (p 0.03)': this row's mean minus ``variant``'s (its baseline row: no swept value), Welch's p over the
     seeds; '—' for the variant itself or when either side has no value."""
     ok = rows[rows["status"] == "complete"]
+    if metric not in ok:
+        return "—"
     same = ok["axis_value"].isna() if pd.isna(r["axis_value"]) else ok["axis_value"] == r["axis_value"]
     a = ok[(ok["variant"] == r["variant"]) & same][metric].astype(float)
     b = ok[ok["variant"] == variant][metric].astype(float)
@@ -117,6 +134,21 @@ def versus_variant(rows, r, variant: str, metric: str, digits: int | None) -> st
     d, p = dp
     text = f"{d:+.{digits if digits is not None else 2 if abs(d) >= 1 else 3}f}"
     return text + (f" (p {p:.2g})" if np.isfinite(p) else " (one seed: no test)")
+
+
+def render_findings(results: Path, args: dict[str, str]) -> str:
+    """The findings one block asks for (see the module docstring)."""
+    sweep = args["sweep"]
+    rows = store.read_rows(results, sweep)
+    study = pick_study(rows, dataset=args.get("dataset")) if not rows.empty else None
+    if study is None:
+        return f"*No rows yet: run `python -m bench sweep {sweep} --budget default --workers 2`.*\n"
+    found = findings.sweep_findings(rows, [study])[study]
+    values = [float(v) for v in args["values"].split(",")] if "values" in args else None
+    axis = rows.loc[rows["study"] == study, "axis"].iloc[0]
+    head = f"Findings of study `{study}` (all of them: `results/leaderboards/`, section Findings)."
+    body = findings.lines(found, axis, leaderboard.fmt_axis, args["metrics"].split(","), values)
+    return "\n".join([head, "", *body]).rstrip("\n") + "\n"
 
 
 def fill(results: str | Path) -> list[Path]:
@@ -138,8 +170,16 @@ def _fill_page(page: Path) -> Path | None:
             body = f"*Bad table comment: {exc}.*\n"
         return match.group(1) + body + match.group(4)
 
+    def found(match: re.Match) -> str:
+        try:
+            body = render_findings(page.parent, parse(match["args"], ("sweep",)))
+        except ValueError as exc:
+            body = f"*Bad findings comment: {exc}.*\n"
+        return match.group(1) + body + match.group(4)
+
     new, n = BLOCK.subn(one, text)
-    if n == 0:
+    new, m = FINDINGS.subn(found, new)
+    if n + m == 0:
         return None
     if new != text:
         atomic_write_text(page, new)

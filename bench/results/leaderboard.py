@@ -4,7 +4,8 @@ Each metric is the mean over seeds of the complete trials and the half-width of 
 t-distribution with n-1 degrees of freedom (``t_{0.975,n-1} * sd / sqrt(n)``; none for a single seed), with the seed
 count ``n``. The columns, their units, sections and directions (higher or lower is better) are bench.registry's
 ``METRICS``; the best mean of each ranked column is marked: ``<metric>_best`` in the CSV, bold in the markdown.
-Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, the index ``README.md``, and the figures
+Written: ``<results>/leaderboards/<sweep>.csv`` and ``.md``, its findings (bench.results.findings) also as
+``leaderboards/findings/<sweep>.csv``, the index ``README.md``, and the figures
 (``bench.results.figures``) under ``<results>/figures/<sweep>/``; the markdown links the pictures a sweep wrote for the
 first seed of each point (``bench.results.pictures.picture_dir``). Models in the family registry's order, LAE first.
 
@@ -30,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import METRICS, MODELS, Metric
-from bench.results import classifier_board, store
+from bench.results import classifier_board, findings, store
 from bench.results import figures as figures_lib
 from bench.results import pictures as pictures_lib
-from bench.results.studies import board_name, other_datasets, pick_study
+from bench.results.studies import board_name, other_datasets, pick_study, provenance, write_index
 from bench.results.verdict import AGREE_TOL, GAP_TOL, HEADLINE, estimator_flags, verdict_lines
 from lae.utils import atomic_write_text
 
@@ -67,7 +68,9 @@ def mean_ci(values) -> tuple[float, float, int]:
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _best."""
+    """One row per (variant, axis_value) of one study: counts, then <metric>_mean / _ci95 / _n (the seeds with a
+    value: fewer than n_seeds where older rows lack a metric) / _best; the derived columns too (with_derived)."""
+    rows = findings.with_derived(rows)
     metrics = [m.name for m in COLUMNS if m.name in rows.columns]
     out = []
     for (variant, value), g in rows.groupby(["variant", rows["axis_value"].fillna(-math.inf)], sort=False):
@@ -82,8 +85,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             "n_pruned": int((g["status"] == "pruned").sum()),
         }
         for m in metrics:
-            mean, ci, _ = mean_ci(ok[m].astype(float))
-            rec[f"{m}_mean"], rec[f"{m}_ci95"] = mean, ci
+            mean, ci, n = mean_ci(ok[m].astype(float))
+            rec[f"{m}_mean"], rec[f"{m}_ci95"], rec[f"{m}_n"] = mean, ci, n
         out.append(rec)
     table = pd.DataFrame(out)
     if table.empty:
@@ -110,13 +113,27 @@ def fmt_axis(x: float) -> str:
 def fmt(x: float) -> str:
     if x is None or not np.isfinite(x):
         return "—"
-    a = abs(x)
-    return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
+    a = abs(x)  # 3 decimals below 10: per-dimension likelihoods differ in the third (the LAE paper's 1.177, 1.189)
+    return f"{x:.0f}" if a >= 1000 else f"{x:.2f}" if a >= 10 else f"{x:.3f}" if a >= 1 else f"{x:.3g}"
 
 
-def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pictures: list[str] = ()) -> str:
-    """The sweep's table as markdown: a header (study, setup, provenance), one table per section, the failed
-    trials, the lines of the pictures section (`pictures`) and the headline figure."""
+def fewer(r: pd.Series, metric: str) -> str:
+    """' (n 2)' when the metric has a value for fewer of the row's seeds than its n column shows, else ''."""
+    k = r.get(f"{metric}_n", r["n_seeds"])
+    return f" (n {int(k)})" if 0 < k < r["n_seeds"] else ""
+
+
+def markdown(
+    sweep: str,
+    study: str,
+    rows: pd.DataFrame,
+    table: pd.DataFrame,
+    pictures: list[str] = (),
+    found: list[findings.Finding] | None = None,
+) -> str:
+    """The sweep's table as markdown: a header (study, setup, provenance), the verdict and the findings (`found`,
+    bench.results.findings), one table per section, the failed trials, the lines of the pictures section
+    (`pictures`) and the headline figure."""
     axis = rows["axis"].iloc[0]
     first = rows.iloc[0]
     statuses = ", ".join(f"{v} {k}" for k, v in rows["status"].value_counts().items())
@@ -134,14 +151,16 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pi
         f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
         f"{cells}. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.",
         "",
-        f"Commit {first['git_commit']}, torch {first['torch_version']}, optuna {first['optuna_version']}, "
-        f"{int(first['threads'])} thread(s) per trial on {first['machine']}.",
+        f"Commits: {provenance(rows)}; torch {first['torch_version']}, optuna {first['optuna_version']}, "
+        f"{int(first['threads'])} thread(s) per trial on {first['machine']}. "
+        "Trials are named by study, point and seed.",
         "",
         f"## Verdict (`{HEADLINE}`, higher is better)",
         "",
         *verdict_lines(rows, table, fmt_axis),
         "",
     ]
+    lines += findings.section(found, axis, fmt_axis) if found is not None else []
     if first["budget"] == "smoke":
         lines += [
             "**Smoke budget: these likelihoods are cheap estimates, not converged ones** (short AIS, few "
@@ -173,6 +192,7 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, pi
             for m, _ in cols:
                 text = fmt(r[f"{m}_mean"]) + (f" ± {fmt(r[f'{m}_ci95'])}" if np.isfinite(r[f"{m}_ci95"]) else "")
                 text = f"**{text}**" if r.get(f"{m}_best", False) is True else text
+                text += fewer(r, m)
                 cells.append(text + (" †" if m == HEADLINE and r.name in flags else ""))
             n = (
                 f"{r['n_seeds']}"
@@ -241,18 +261,23 @@ def build(
         if shown is None:
             continue
         more = other_datasets(rows, shown) if study is None and dataset is None else []
+        found = findings.sweep_findings(rows, [shown, *more])
         for one in [shown, *more]:
             name = board_name(rows, sweep, one)
-            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures)
+            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
+            written.append(findings.write_csv(found[one], results / "leaderboards" / "findings" / f"{name}.csv"))
             studies[name] = one
     written.append(write_index(results))
     return Built(written, studies)
 
 
-def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool) -> list[Path]:
-    """One study's table (`<results>/leaderboards/<name>.csv`, `.md`) and figures (`figures/<name>/`)."""
+def _board(
+    results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str, figures: bool, found: list
+) -> list[Path]:
+    """One study's table (`<results>/leaderboards/<name>.csv`, `.md`) and figures (`figures/<name>/`), with its
+    findings (`found`)."""
     if classifier_board.is_classifier(rows):  # the augmented classifier's own table
-        return classifier_board.build(results, sweep, study, rows, figures, name)
+        return classifier_board.build(results, sweep, study, rows, figures, name, found)
     out = results / "leaderboards"
     table = summarize(rows)
     csv = out / f"{name}.csv"
@@ -263,35 +288,8 @@ def _board(results: Path, sweep: str, study: str, rows: pd.DataFrame, name: str,
     points = points.sort_values(["_o", "variant", "axis_value"], na_position="first")
     points = [(r["point"], r["variant"], fmt_axis(r["axis_value"])) for _, r in points.iterrows()]
     shots = pictures_lib.leaderboard_lines(results, sweep, study, rows["axis"].iloc[0], points)
-    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, shots))
+    atomic_write_text(out / f"{name}.md", markdown(sweep, study, rows, table, shots, found))
     written = [csv, out / f"{name}.md"]
     if figures:
         written += figures_lib.plot_sweep(rows, table, results / "figures" / name)
     return written
-
-
-def write_index(results: Path) -> Path:
-    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
-    out = Path(results) / "leaderboards"
-    lines = [
-        "# Leaderboards",
-        "",
-        "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
-        "commands are in [`results/README.md`](../README.md).",
-        "",
-        "| sweep | study | trials | table | figures |",
-        "|---|---|---:|---|---|",
-    ]
-    for csv in sorted(out.glob("*.csv")):
-        table = pd.read_csv(csv)
-        if table.empty:
-            continue
-        sweep, study = csv.stem, table["study"].iloc[0]
-        n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
-        lines.append(
-            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
-            f"[figures](../figures/{sweep}/) |"
-        )
-    path = out / "README.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path

@@ -1,10 +1,14 @@
-"""Which study of a sweep a leaderboard shows, and the name its table gets (bench.results.leaderboard's docstring)."""
+"""Which study of a sweep a leaderboard shows, the name its table gets (bench.results.leaderboard's docstring),
+where its rows came from, and the index page of the tables."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
 from bench.registry import BUDGETS, DATASETS
+from lae.utils import atomic_write_text
 
 BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
 
@@ -35,3 +39,38 @@ def board_name(rows: pd.DataFrame, sweep: str, study: str) -> str:
     dataset = rows.loc[rows["study"] == study, "dataset"].iloc[0]
     primary = rows.loc[rows["study"] == pick_study(rows), "dataset"].iloc[0]
     return sweep if dataset == primary else f"{sweep}.{dataset}"
+
+
+def provenance(rows: pd.DataFrame) -> str:
+    """Every commit the rows were made at with its count of rows, most rows first: 'fcb684a (11 rows), 3bb80d9 (4
+    rows)'."""
+    short = rows["git_commit"].fillna("unknown").map(lambda c: c[:7] + c[40:] if len(c) >= 40 else c)  # keeps +dirty
+    counts = short.value_counts(sort=False).sort_values(ascending=False, kind="stable")
+    return ", ".join(f"{c} ({n} row{'s' if n > 1 else ''})" for c, n in counts.items())
+
+
+def write_index(results: Path) -> Path:
+    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
+    out = Path(results) / "leaderboards"
+    lines = [
+        "# Leaderboards",
+        "",
+        "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
+        "commands are in [`results/README.md`](../README.md).",
+        "",
+        "| sweep | study | trials | table | figures |",
+        "|---|---|---:|---|---|",
+    ]
+    for csv in sorted(out.glob("*.csv")):
+        table = pd.read_csv(csv)
+        if table.empty:
+            continue
+        sweep, study = csv.stem, table["study"].iloc[0]
+        n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
+        lines.append(
+            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
+            f"[figures](../figures/{sweep}/) |"
+        )
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -3,8 +3,10 @@ stands, and which likelihoods cannot be trusted to the stated precision.
 
 - Winner: the highest mean of the headline metric (``HEADLINE``, test log-likelihood by AIS) among the variants at
   that swept value and the flat baselines (trained once per seed, shown at every value).
-- Significance: Welch's t-test (two-sided, unequal variances) of the winner's per-seed values against the
-  runner-up's, at level ``ALPHA``; with fewer than two seeds on either side there is no test, and the verdict says so.
+- The lead: Welch's t-test (two-sided, unequal variances) of the winner's per-seed values against the runner-up's,
+  its p given uncorrected and never called significant here (bench.results.findings corrects each study's comparisons
+  for multiplicity and decides them); with fewer than two seeds on either side there is no test, and the verdict
+  says so. ``ALPHA`` is the findings' level.
 - Estimator flags: a row whose IS and AIS means differ by more than ``AGREE_TOL`` nats, or whose BDMC gap (the bound
   on the AIS error, ``bdmc_gap``) exceeds ``GAP_TOL`` nats, is marked † and explained under the table.
 """
@@ -91,10 +93,10 @@ def verdict_lines(rows: pd.DataFrame, table: pd.DataFrame, fmt_axis) -> list[str
             b = _values(rows, second["variant"], second["axis_value"])
             p = welch_p(a, b)
             test = (
-                "one seed, no significance test"
+                "one seed, no test"
                 if math.isnan(p)
-                else f"{'significant' if p < ALPHA else 'not significant'} (Welch's t-test, p = {p:.2g}, "
-                f"{len(a)} vs {len(b)} seeds)"
+                else f"Welch's p = {p:.2g} uncorrected, {len(a)} vs {len(b)} seeds (the findings correct for "
+                "multiplicity)"
             )
             text += f", {lead:.2f} ahead of {second['variant']}: {test}"
         lae = [i for i, (_, r) in enumerate(ranked.iterrows()) if r["model"] == "lae"]

@@ -1,0 +1,113 @@
+"""Findings: each comparison's interval, Welch's and Holm's p, the estimator-error rule, replication, embedding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_leaderboard import write_rows
+
+from bench.results import experiments, findings, leaderboard, store
+
+
+def test_holm_matches_the_step_down_rule():
+    # sorted p 0.01, 0.02, 0.04 over m = 3: 0.03, max(0.03, 0.04), max(0.04, 0.04); nan is not in the family
+    assert findings.holm([0.04, 0.01, math.nan, 0.02]) == pytest.approx([0.04, 0.03, math.nan, 0.04], nan_ok=True)
+    assert findings.holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_welch_interval_covers_the_difference_with_the_satterthwaite_dof():
+    from scipy.stats import ttest_ind
+
+    a, b = np.array([1.0, 2.0, 3.5]), np.array([0.0, 0.2, 0.1, 0.4])
+    lo, hi = findings.welch_interval(a, b)
+    assert lo < a.mean() - b.mean() < hi and (lo + hi) / 2 == pytest.approx(a.mean() - b.mean())
+    # 0 lies inside the 95% interval exactly when Welch's two-sided p is above 0.05
+    p = ttest_ind(a, b, equal_var=False).pvalue
+    assert (lo > 0) == (p < 0.05)
+    assert findings.welch_interval(a[:1], b) == (math.nan, math.nan) or np.isnan(findings.welch_interval(a[:1], b)[0])
+
+
+def test_findings_are_holm_corrected_undecided_under_estimator_error_and_replicated(tmp_path):
+    write_rows(
+        tmp_path,
+        {
+            ("lae", 1e-4): [-100.0, -100.2, -99.9],  # 1.17 nats ahead of the VAE, p ~ 3e-4
+            ("lae", 1e-3): [-101.0, -103.5, -99.5],  # level with it
+            ("vae", None): [-101.2, -101.0, -101.4],
+        },
+        extra={("lae", 1e-4): {"test_loglik_is": -100.1, "bdmc_gap": 0.05}, ("vae", None): {"bdmc_gap": 0.05}},
+    )
+    found = findings.study_findings(store.read_rows(tmp_path, "toy"))
+    ll = [f for f in found if f.metric == "test_loglik_ais"]
+    assert [(f.axis_value, f.a, f.b) for f in ll] == [(1e-4, "lae", "vae"), (1e-3, "lae", "vae")]
+    ahead, level = ll
+    assert ahead.verdict == "significant" and ahead.p_holm == pytest.approx(min(1, 2 * ahead.p))
+    assert level.verdict == "not significant" and ahead.lo > 0 > level.lo
+    assert ahead.error == pytest.approx(0.1 - 0.1 / 3)  # the larger of |IS - AIS| (0.067) and the BDMC gap (0.05)
+
+    # the same difference, but an AIS whose BDMC gap is 0.5 nats: 1.17 < 4 x 0.5, undecided
+    write_rows(
+        tmp_path,
+        {("lae", 1e-4): [-100.0, -100.2, -99.9], ("vae", None): [-101.2, -101.0, -101.4]},
+        extra={("lae", 1e-4): {"bdmc_gap": 0.5}},
+        dataset="fashion-mnist",
+    )
+    rows = store.read_rows(tmp_path, "toy")
+    both = findings.sweep_findings(rows, ["toy.default.mnist", "toy.default.fashion-mnist"])
+    other = [f for f in both["toy.default.fashion-mnist"] if f.metric == "test_loglik_ais"]
+    assert other[0].verdict == findings.UNDECIDED and other[0].p < 0.05
+    mine = [f for f in both["toy.default.mnist"] if f.metric == "test_loglik_ais"]
+    assert mine[0].replication == "fashion-mnist: +1.17, undecided: estimator error; does not replicate"
+    assert mine[1].replication == ""  # no 1e-3 on fashion-mnist
+
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    section = md.split("## Findings")[1].split("\n## ")[0]
+    assert "| 0.0001 | lae | vae | 3 vs 3 | +1.17 [" in section and "**significant**" in section
+    assert "Commits: abc (" in md
+    table = pd.read_csv(tmp_path / "leaderboards" / "findings" / "toy.csv")
+    assert set(table["verdict"]) >= {"significant", "not significant"} and "p_holm" in table
+
+
+def test_the_pages_embed_findings_between_markers(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -100.2, -99.9], ("vae", None): [-101.2, -101.0, -101.4]})
+    page = tmp_path / "README.md"
+    page.write_text(
+        "prose\n<!-- findings sweep=toy metrics=test_loglik_ais -->\nstale\n<!-- end findings -->\n"
+        "<!-- findings metrics=test_loglik_ais -->\n<!-- end findings -->\n"
+    )
+    assert experiments.fill(tmp_path) == [page]
+    text = page.read_text()
+    assert "stale" not in text and text.startswith("prose\n") and "Findings of study `toy.default.mnist`" in text
+    assert "| 0.0001 | lae | vae | 3 vs 3 | +1.17" in text and "probe_acc" not in text
+    assert "*Bad findings comment: a block needs sweep=.*" in text
+
+
+def test_a_metric_that_fewer_seeds_have_shows_its_own_n(tmp_path):
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -100.2]}, seeds=(0, 1), extra={("lae", 1e-4): {"gen_fd": 50.0}})
+    write_rows(tmp_path, {("lae", 1e-4): [-99.9]}, seeds=(2,))  # an older row without gen_fd
+    leaderboard.build(tmp_path, figures=False)
+    md = (tmp_path / "leaderboards" / "toy.md").read_text()
+    quality = md.split("## Sample quality")[1].split("\n## ")[0]
+    assert "| lae | 0.0001 | 3 | **50.00 ± 0** (n 2) |" in quality
+    likelihood = md.split("## Likelihood")[1].split("\n## ")[0]
+    assert "(n " not in likelihood
+
+
+def test_replication_says_replicates_reversed_or_not():
+    def one(diff, verdict):
+        return findings.Finding("test_loglik_ais", 16.0, "lae", "vae", math.nan, 3, 3, diff, *[math.nan] * 5, verdict)
+
+    mine = [one(2.0, "significant")]
+    for theirs, word in [
+        (one(1.0, "significant"), "replicates"),
+        (one(-1.0, "significant"), "reversed"),
+        (one(1.0, "not significant"), "does not replicate"),
+    ]:
+        assert findings.replicate(mine, [theirs], "fashion-mnist")[0].replication.endswith("; " + word)
+    level = [one(0.1, "not significant")]
+    assert findings.replicate(level, level, "x")[0].replication == "x: +0.1, not significant; neither significant"
+    assert findings.replicate(mine, [one(1.0, "significant")._replace(b="iwae")], "x")[0].replication == ""
