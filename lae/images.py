@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import pickle
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -122,7 +123,7 @@ def read_cifar10(root: Path, download: bool, md5: dict[str, str] | None = None) 
                     for m in tar.getmembers()
                     if m.isfile() and Path(m.name).parts[:1] == (CIFAR10_FOLDER,) and ".." not in Path(m.name).parts
                 ]
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+                safe = {"filter": "data"} if sys.version_info >= (3, 11, 4) else {}  # tar filters: Python >= 3.11.4
                 tar.extractall(base, members=members, **safe)
         missing = [n for n in names if not (folder / n).exists()]
         if missing:

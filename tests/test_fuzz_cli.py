@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from bench.cli import COMMANDS, OneLineParser
 from bench.errors import path_arg
 from bench.metrics import GROUPS
-from lae.config import RunConfig
+from lae.config import MODELS, RunConfig
+from lae.data import DATASETS
 from lae.train import fit, save_checkpoint
 
 COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False)
@@ -91,6 +92,9 @@ INVALID_TEXT = {
     ("evaluate", "dataset"): lambda: TEXT.filter(lambda t: t.lower().replace("_", "-") != "digits"),
     ("evaluate", "checkpoint"): lambda: st.sampled_from(["", "{ws}/nowhere.pt", "{ws}/a-file", "{ws}"]),
     ("figures", "checkpoint"): lambda: st.sampled_from(["", "{ws}/nowhere.pt", "{ws}/a-file", "{ws}"]),
+    ("train", "dataset"): lambda: TEXT.filter(lambda t: t not in DATASETS and not t.startswith("-")),
+    ("conformance", "model"): lambda: TEXT.filter(lambda t: t not in MODELS and not t.startswith("-")),
+    ("conformance", "options"): lambda: st.sampled_from(["", "[]", "{", '{"no_such_option": 1}', '{"latent_dim": -1}']),
     ("sweep", "name"): lambda: TEXT.filter(lambda t: t.strip() and not t.startswith("-") and "/" not in t),
     ("sweep", "storage"): lambda: st.sampled_from(["journal:{ws}/a-file", "bogus://x", "journal:{ws}/a-file/x"]),
     ("sweep", "first"): lambda: TEXT.filter(_first_bad),
@@ -173,8 +177,9 @@ BASE = {  # argv valid but for the drawn option (a positional drawn replaces the
     "leaderboard": ["leaderboard", "--results", "{ws}/results"],
     "dashboard": ["dashboard", "--results", "{ws}/results", "--no-serve", "--storage", "{ws}/studies.db"],
     "list": ["list"],
+    "conformance": ["conformance", "vae"],
 }  # fmt: skip
-POSITIONAL = {"evaluate": 1, "figures": 1, "sweep": 1}  # the index of the base's positional argument
+POSITIONAL = {"evaluate": 1, "figures": 1, "sweep": 1, "conformance": 1}  # the index of the base's positional argument
 
 
 def _assert_one_line_and_nothing_changed(forked_cli, ws: Path, argv: list[str]) -> None:
