@@ -46,8 +46,8 @@ def test_importance_sampling_matches_exact_log_marginal(kind):
     if kind == "vae":
         model = _vae_with_exact_marginals(truth)
     else:  # untrained ALD chains: the proposal must find the posterior from a poor start
-        model = truth.model("lae", n_chains=4, step_size=1e-3)
-    est = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2), ald_batch=N_IMAGES).double()
+        model = truth.model("lae", n_chains=4, step_size=1e-3, batch_size=N_IMAGES)
+    est = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2)).double()
     err = est - exact
     assert est.shape == (N_IMAGES,)
     assert abs(err.mean().item()) < IS_TOL_MEAN, f"IS mean error {err.mean().item():.3f} nats"

@@ -31,7 +31,7 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
     x = x.to(model_device(model))
     n = x.shape[0]
     bar = progress_bar(2 * n + s.bdmc_images, "log-likelihood (IS, AIS, BDMC)", progress)
-    q = estimators.proposals(model, x, gen, config.batch_size)
+    q = estimators.proposals(model, x, gen)
     log_is = estimators.importance_sampling(
         model, x, s.is_samples, gen, batch_size=s.estimator_batch, on_chunk=bar.update, proposal=q
     )
@@ -43,7 +43,6 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         generator=gen,
         batch_size=s.estimator_batch,
         start=s.ais_start,
-        ald_batch=config.batch_size,
     )
     diag: dict = {}
     log_ais = estimators.ais(model, x, on_chunk=bar.update, diagnostics=diag, proposal=q, **ais)
