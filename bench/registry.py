@@ -34,8 +34,14 @@ def adv_name(attack: str, eps: float) -> str:
     return f"adv_acc_{attack}_{eps:g}"
 
 
-_L, _R, _A, _S = "likelihood", "representation", "robustness", "speed"
-_Q = "quality"
+# Leaderboard sections (Metric.section)
+LIKELIHOOD, REPRESENTATION, ROBUSTNESS, SPEED, QUALITY = (
+    "likelihood",
+    "representation",
+    "robustness",
+    "speed",
+    "quality",
+)
 _METRICS = [
     Metric(
         "val_loss",
@@ -44,7 +50,7 @@ _METRICS = [
         None,
         "nats per image: the training objective on the validation "
         "images after the last epoch (each family's own objective: never compared across families)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_loglik_ais",
@@ -52,7 +58,7 @@ _METRICS = [
         "nats",
         "max",
         "nats per image: AIS estimate of log p(x), mean over the test images (headline)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_loglik_is",
@@ -60,7 +66,7 @@ _METRICS = [
         "nats",
         "max",
         "nats per image: importance-sampling estimate with the model's own proposal",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_elbo",
@@ -68,7 +74,7 @@ _METRICS = [
         "nats",
         "max",
         "nats per image: single-sample ELBO, analytic KL (VAE family; nan for LAE)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_ais",
@@ -76,7 +82,7 @@ _METRICS = [
         "bits/dim",
         "min",
         "bits per dimension: -test_loglik_ais / (P ln 2) (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_is",
@@ -84,7 +90,7 @@ _METRICS = [
         "bits/dim",
         "min",
         "bits per dimension: -test_loglik_is / (P ln 2) (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_paper",
@@ -93,7 +99,7 @@ _METRICS = [
         "min",
         "bits per dimension: the LAE paper's protocol, a single-sample ELBO (LAE: q = N(f(x), 0.05^2 I)), all test "
         "images (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric("test_images", "loglik", "count", None, "count: test images in the log-likelihood means"),
     Metric(
@@ -103,7 +109,7 @@ _METRICS = [
         None,
         "nats per image: BDMC upper minus lower bound of log p(x) on images "
         "simulated from the model, AIS at the same settings: bounds the AIS error",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "mh_accept",
@@ -111,23 +117,35 @@ _METRICS = [
         "fraction",
         None,
         "fraction: mean MH acceptance of the last training epoch (Langevin models)",
-        _S,
+        SPEED,
     ),
     Metric(
-        "ais_accept", "loglik", "fraction", None, "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)", _S
+        "ais_accept",
+        "loglik",
+        "fraction",
+        None,
+        "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)",
+        SPEED,
     ),
-    Metric("probe_acc", "probe", "fraction", "max", "fraction in [0, 1]: linear-probe accuracy on the test split", _R),
+    Metric(
+        "probe_acc",
+        "probe",
+        "fraction",
+        "max",
+        "fraction in [0, 1]: linear-probe accuracy on the test split",
+        REPRESENTATION,
+    ),
     Metric(
         "probe_train_acc", "probe", "fraction", None, "fraction in [0, 1]: linear-probe accuracy on its training images"
     ),
-    Metric("gen_samples_per_s", "speed", "samples/s", "max", "images per second: prior -> decoder output", _S),
+    Metric("gen_samples_per_s", "speed", "samples/s", "max", "images per second: prior -> decoder output", SPEED),
     Metric(
         "posterior_samples_per_s",
         "speed",
         "samples/s",
         "max",
         "z samples per second (one per image and draw): the model's posterior sampler",
-        _S,
+        SPEED,
     ),
     Metric(
         "adv_acc_clean",
@@ -135,7 +153,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: probe classifier accuracy on the unperturbed attack subset",
-        _A,
+        ROBUSTNESS,
     ),
     *[
         Metric(
@@ -144,7 +162,7 @@ _METRICS = [
             "fraction",
             "max",
             f"fraction in [0, 1]: accuracy under {a.upper()} at L-inf eps {e:g}",
-            _A,
+            ROBUSTNESS,
         )
         for a in ATTACKS
         for e in ADV_EPS
@@ -156,7 +174,7 @@ _METRICS = [
         "min",
         "squared feature units: Frechet distance between generated and test images in the feature classifier's "
         "penultimate layer (docs/metrics.md, Sample quality)",
-        _Q,
+        QUALITY,
     ),
     Metric(
         "gen_precision",
@@ -164,7 +182,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: generated images inside the test images' k-NN feature manifold (k = 3; Kynkaanniemi 2019)",
-        _Q,
+        QUALITY,
     ),
     Metric(
         "gen_recall",
@@ -172,7 +190,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: test images inside the generated images' k-NN feature manifold (k = 3)",
-        _Q,
+        QUALITY,
     ),
     Metric("gen_images", "quality", "count", None, "count: generated images (and test images) in the quality metrics"),
     Metric(
@@ -182,9 +200,9 @@ _METRICS = [
         None,
         "fraction in [0, 1]: test accuracy of the feature classifier behind gen_fd, gen_precision, gen_recall",
     ),
-    Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", _S),
+    Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", SPEED),
     Metric("eval_threads", "meta", "count", None, "count: torch intra-op threads during the evaluation"),
-    Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", _S),
+    Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", SPEED),
 ]
 # The augmented-classifier sweep (trial = "classifier", bench.sweep.classifier): the course project's CNN, attacked.
 CLF_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")  # at every radius of CLF_EPS (a spec's metric_settings.adv_eps)
@@ -197,25 +215,50 @@ def clf_name(attack: str, eps: float) -> str:
     return f"clf_acc_{attack}_{eps:g}"
 
 
-_C, _CL = "classifier", "the augmented classifier's CNN"
+CLASSIFIER = "classifier"  # the augmented classifier's metrics: their group and their leaderboard section
+THE_CNN = "the augmented classifier's CNN"  # how their meanings name it
 _METRICS += [
-    Metric("clf_test_acc", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the whole test split", _C),
-    Metric("clf_acc_clean", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the attacked images", _C),
+    Metric(
+        "clf_test_acc",
+        CLASSIFIER,
+        "fraction",
+        "max",
+        f"fraction in [0, 1]: {THE_CNN} accuracy on the whole test split",
+        CLASSIFIER,
+    ),
+    Metric(
+        "clf_acc_clean",
+        CLASSIFIER,
+        "fraction",
+        "max",
+        f"fraction in [0, 1]: {THE_CNN} accuracy on the attacked images",
+        CLASSIFIER,
+    ),
     *[
         Metric(
             clf_name(a, e),
-            _C,
+            CLASSIFIER,
             "fraction",
             "max",
-            f"fraction in [0, 1]: {_CL} accuracy under {a.upper()}, eps {e:g}",
-            _C,
+            f"fraction in [0, 1]: {THE_CNN} accuracy under {a.upper()}, eps {e:g}",
+            CLASSIFIER,
         )
         for a, radii in (("fgsm", CLF_EPS), ("pgd", CLF_EPS), ("apgd", APGD_EPS))
         for e in radii
     ],
-    Metric("clf_train_loss", _C, "nats", None, "nats per image: last epoch's cross-entropy over the augmented batches"),
     Metric(
-        "dlvm_seconds", _C, "s", None, "seconds: wall time of the DLVM's training (once per family and seed, cached)"
+        "clf_train_loss",
+        CLASSIFIER,
+        "nats",
+        None,
+        "nats per image: last epoch's cross-entropy over the augmented batches",
+    ),
+    Metric(
+        "dlvm_seconds",
+        CLASSIFIER,
+        "s",
+        None,
+        "seconds: wall time of the DLVM's training (once per family and seed, cached)",
     ),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
