@@ -19,7 +19,7 @@ from bench.metrics import quality
 from bench.metrics.settings import MetricSettings
 from bench.results import store
 from bench.sweep import durability
-from bench.sweep.spec import Budget, Point, Spec, load_spec, params_key
+from bench.sweep.spec import Budget, Point, Spec, load_spec
 from bench.sweep.study import study_name
 from lae.config import RunConfig
 from lae.train import load_data
@@ -66,10 +66,6 @@ class TrialPlan:
         else:
             point, seed, extra = next(iter(self.points.values())), self.budget.seeds[0], params
         return point, self.spec.config(point, self.budget, seed, self.dataset, self.data_dir, extra)
-
-    def grid_keys(self) -> list[str]:
-        """The params keys of a grid sweep: every point with every seed, in spec order."""
-        return [params_key({"point": label, "seed": s}) for label in self.points for s in self.budget.seeds]
 
 
 def cpu_count() -> int:
