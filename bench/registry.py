@@ -6,10 +6,11 @@ Metric names are stable: they are result-store columns (see docs/metrics.md)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lae.config import MODELS  # noqa: F401 - re-exported: the model-family registry's names
-from lae.data import DATASETS, PREPROCESSING  # noqa: F401 - re-exported
+from lae.data import DATASETS, PREPROCESSING, SOURCES  # noqa: F401 - re-exported
 
 # Evaluation presets and sweep budgets share these names, cheapest first: a budget names its metric preset.
 PRESETS: tuple[str, ...] = ("smoke", "default", "full")
@@ -17,7 +18,8 @@ BUDGETS = PRESETS
 
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
 ADV_EPS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # L-infinity radii on [0, 1] pixels
-PIXELS: dict[str, int] = {"mnist": 784, "fashion-mnist": 784, "digits": 64}  # P, the dimension of an image
+# P, the dimension of an image, of every dataset whose shape is known before reading (npz: not; its P is unknown here)
+PIXELS: dict[str, int] = {name: math.prod(s.image_shape) for name, s in SOURCES.items() if s.image_shape}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ def adv_name(attack: str, eps: float) -> str:
     return f"adv_acc_{attack}_{eps:g}"
 
 
-_L, _R, _A, _S = "likelihood", "representation", "robustness", "speed"
-_Q = "quality"
+LIKELIHOOD, REPRESENTATION, ROBUSTNESS, SPEED = "likelihood", "representation", "robustness", "speed"
+QUALITY = "quality"
 _METRICS = [
     Metric(
         "val_loss",
@@ -46,7 +48,7 @@ _METRICS = [
         None,
         "nats per image: the training objective on the validation "
         "images after the last epoch (each family's own objective: never compared across families)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_loglik_ais",
@@ -54,7 +56,7 @@ _METRICS = [
         "nats/image",
         "max",
         "nats per image: AIS estimate of log p(x), mean over the test images (headline)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_loglik_is",
@@ -62,7 +64,7 @@ _METRICS = [
         "nats/image",
         "max",
         "nats per image: importance-sampling estimate with the model's own proposal",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_elbo",
@@ -70,7 +72,7 @@ _METRICS = [
         "nats/image",
         "max",
         "nats per image: single-sample ELBO, analytic KL (VAE family; nan for LAE)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_ais",
@@ -78,7 +80,7 @@ _METRICS = [
         "bits/dim",
         "min",
         "bits per dimension: -test_loglik_ais / (P ln 2) (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_is",
@@ -86,7 +88,7 @@ _METRICS = [
         "bits/dim",
         "min",
         "bits per dimension: -test_loglik_is / (P ln 2) (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_bpd_paper",
@@ -95,7 +97,7 @@ _METRICS = [
         "min",
         "bits per dimension: the LAE paper's protocol, a single-sample ELBO (LAE: q = N(f(x), 0.05^2 I)), all test "
         "images (8-bit data; else nan)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric("test_images", "loglik", "count", None, "count: test images in the log-likelihood means"),
     Metric(
@@ -105,7 +107,7 @@ _METRICS = [
         None,
         "nats per image: BDMC upper minus lower bound of log p(x) on images "
         "simulated from the model, AIS at the same settings: bounds the AIS error",
-        _L,
+        LIKELIHOOD,
     ),
     # What LAE's chain did, beside its likelihood (issue 22): a chain that never moves makes LAE its `frozen` control.
     Metric(
@@ -114,7 +116,7 @@ _METRICS = [
         "fraction",
         None,
         "fraction: mean MH acceptance of the last training epoch (Langevin models)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "final_step_size",
@@ -122,7 +124,7 @@ _METRICS = [
         "step",
         None,
         "Phi^2 per nat: LAE's ALD step size in use at the end of training (the adapted one with target_accept)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "phi_msjd",
@@ -131,23 +133,35 @@ _METRICS = [
         None,
         "squared Phi units: LAE's mean squared jump |Phi_t - Phi_(t-1)|^2 per ALD step and chain in the last training "
         "epoch (summed over Phi's D x H entries; 0 for a stuck chain)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
-        "ais_accept", "loglik", "fraction", None, "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)", _S
+        "ais_accept",
+        "loglik",
+        "fraction",
+        None,
+        "fraction: mean HMC acceptance inside AIS (adapted toward 0.65)",
+        SPEED,
     ),
-    Metric("probe_acc", "probe", "fraction", "max", "fraction in [0, 1]: linear-probe accuracy on the test split", _R),
+    Metric(
+        "probe_acc",
+        "probe",
+        "fraction",
+        "max",
+        "fraction in [0, 1]: linear-probe accuracy on the test split",
+        REPRESENTATION,
+    ),
     Metric(
         "probe_train_acc", "probe", "fraction", None, "fraction in [0, 1]: linear-probe accuracy on its training images"
     ),
-    Metric("gen_samples_per_s", "speed", "samples/s", "max", "images per second: prior -> decoder output", _S),
+    Metric("gen_samples_per_s", "speed", "samples/s", "max", "images per second: prior -> decoder output", SPEED),
     Metric(
         "posterior_samples_per_s",
         "speed",
         "samples/s",
         "max",
         "z samples per second (one per image and draw): the model's posterior sampler",
-        _S,
+        SPEED,
     ),
     Metric(
         "adv_acc_clean",
@@ -155,7 +169,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: probe classifier accuracy on the unperturbed attack subset",
-        _A,
+        ROBUSTNESS,
     ),
     *[
         Metric(
@@ -164,7 +178,7 @@ _METRICS = [
             "fraction",
             "max",
             f"fraction in [0, 1]: accuracy under {a.upper()} at L-inf eps {e:g}",
-            _A,
+            ROBUSTNESS,
         )
         for a in ATTACKS
         for e in ADV_EPS
@@ -176,7 +190,7 @@ _METRICS = [
         "min",
         "squared feature units: Frechet distance between generated and test images in the feature classifier's "
         "penultimate layer (docs/metrics.md, Sample quality)",
-        _Q,
+        QUALITY,
     ),
     Metric(
         "gen_precision",
@@ -184,7 +198,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: generated images inside the test images' k-NN feature manifold (k = 3; Kynkaanniemi 2019)",
-        _Q,
+        QUALITY,
     ),
     Metric(
         "gen_recall",
@@ -192,7 +206,7 @@ _METRICS = [
         "fraction",
         "max",
         "fraction in [0, 1]: test images inside the generated images' k-NN feature manifold (k = 3)",
-        _Q,
+        QUALITY,
     ),
     Metric("gen_images", "quality", "count", None, "count: generated images (and test images) in the quality metrics"),
     Metric(
@@ -209,7 +223,7 @@ _METRICS = [
         "nats/dim",
         "min",
         "nats per dimension: -test_loglik_ais / P (P = 784 for MNIST), derived when tables are built",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "test_npd_paper",
@@ -217,7 +231,7 @@ _METRICS = [
         "nats/dim",
         "min",
         "nats per dimension: test_bpd_paper x ln 2, the LAE paper's own unit (its Table: test -ELBO in nats/dim)",
-        _L,
+        LIKELIHOOD,
     ),
     Metric(
         "ais_intermediate_used",
@@ -233,7 +247,7 @@ _METRICS = [
         "classes",
         "max",
         "count: classes that the feature classifier assigns at least 5% of the generated images to (mode coverage)",
-        _Q,
+        QUALITY,
     ),
     Metric(
         "gen_class_kl",
@@ -242,11 +256,11 @@ _METRICS = [
         "min",
         "nats: KL divergence from the generated images' class shares (by the feature classifier) to the test "
         "split's class frequencies; 0 for a generator as class-balanced as the test set",
-        _Q,
+        QUALITY,
     ),
-    Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", _S),
+    Metric("train_seconds", "training", "s", "min", "seconds: wall time of training", SPEED),
     Metric("eval_threads", "meta", "count", None, "count: torch intra-op threads during the evaluation"),
-    Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", _S),
+    Metric("eval_seconds", "meta", "s", "min", "seconds: wall time of compute_metrics", SPEED),
 ]
 # The augmented-classifier sweep (trial = "classifier", bench.sweep.classifier): the course project's CNN, attacked.
 CLF_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")  # at every radius of CLF_EPS (a spec's metric_settings.adv_eps)
@@ -259,25 +273,49 @@ def clf_name(attack: str, eps: float) -> str:
     return f"clf_acc_{attack}_{eps:g}"
 
 
-_C, _CL = "classifier", "the augmented classifier's CNN"
+CLASSIFIER, THE_CNN = "classifier", "the augmented classifier's CNN"
 _METRICS += [
-    Metric("clf_test_acc", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the whole test split", _C),
-    Metric("clf_acc_clean", _C, "fraction", "max", f"fraction in [0, 1]: {_CL} accuracy on the attacked images", _C),
+    Metric(
+        "clf_test_acc",
+        CLASSIFIER,
+        "fraction",
+        "max",
+        f"fraction in [0, 1]: {THE_CNN} accuracy on the whole test split",
+        CLASSIFIER,
+    ),
+    Metric(
+        "clf_acc_clean",
+        CLASSIFIER,
+        "fraction",
+        "max",
+        f"fraction in [0, 1]: {THE_CNN} accuracy on the attacked images",
+        CLASSIFIER,
+    ),
     *[
         Metric(
             clf_name(a, e),
-            _C,
+            CLASSIFIER,
             "fraction",
             "max",
-            f"fraction in [0, 1]: {_CL} accuracy under {a.upper()}, eps {e:g}",
-            _C,
+            f"fraction in [0, 1]: {THE_CNN} accuracy under {a.upper()}, eps {e:g}",
+            CLASSIFIER,
         )
         for a, radii in (("fgsm", CLF_EPS), ("pgd", CLF_EPS), ("apgd", APGD_EPS))
         for e in radii
     ],
-    Metric("clf_train_loss", _C, "nats", None, "nats per image: last epoch's cross-entropy over the augmented batches"),
     Metric(
-        "dlvm_seconds", _C, "s", None, "seconds: wall time of the DLVM's training (once per family and seed, cached)"
+        "clf_train_loss",
+        CLASSIFIER,
+        "nats",
+        None,
+        "nats per image: last epoch's cross-entropy over the augmented batches",
+    ),
+    Metric(
+        "dlvm_seconds",
+        CLASSIFIER,
+        "s",
+        None,
+        "seconds: wall time of the DLVM's training (once per family and seed, cached)",
     ),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}

@@ -27,7 +27,11 @@ MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 INT32_MAX = 2**31 - 1  # a C int: torch's sizes and thread counts; the memory estimate bounds sizes further
 
 
-FAMILY_OPTIONS = tuple(dict.fromkeys(n for f in FAMILIES.values() for n in f.config.run_options))  # k, step_size, ...
+# The options some families take and others ignore (k, step_size, ...): `RunConfig.unused` refuses them for the others.
+# batch_size is not one: every run trains on it, and LAE's config takes it too (its ALD step is tied to it).
+FAMILY_OPTIONS = tuple(
+    n for n in dict.fromkeys(n for f in FAMILIES.values() for n in f.config.run_options) if n != "batch_size"
+)
 
 
 def physical_memory_bytes() -> int:

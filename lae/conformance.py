@@ -111,7 +111,7 @@ def run(kind: str, options: dict | None = None, seed: int = 0, device: str = "cp
     fit(model, truth, gen, seed)
     exact = quadrature(model, x)
     checks = [_prior(model, truth, x, exact), _elbo(model, x, exact, gen)]
-    est = estimators.importance_sampling(model, x, IS_SAMPLES, gen, ald_batch=N_IMAGES).double().cpu()
+    est = estimators.importance_sampling(model, x, IS_SAMPLES, gen).double().cpu()
     err = est - exact.log_marginal
     checks.append(
         Check(
@@ -121,7 +121,7 @@ def run(kind: str, options: dict | None = None, seed: int = 0, device: str = "cp
             f" nats (tolerances {IS_TOL_MEAN}, {IS_TOL_MAX})",
         )
     )
-    est = estimators.ais(model, x, AIS_INTERMEDIATE, AIS_CHAINS, generator=gen, ald_batch=N_IMAGES).double().cpu()
+    est = estimators.ais(model, x, AIS_INTERMEDIATE, AIS_CHAINS, generator=gen).double().cpu()
     gap = (exact.log_marginal - est).mean().item()
     checks.append(
         Check(

@@ -93,9 +93,9 @@ class _Control(LatentModel):
             z = self.codes(x)
         return z.repeat(math.ceil(n / z.shape[0]), 1, 1)[:n]
 
-    def proposal(self, x, generator, ald_batch):
+    def proposal(self, x, generator):
         """Laplace-shaped Gaussian (lae.proposals.laplace) started at the code; no sampler, so any number of images
-        at once (ald_batch unused)."""
+        at once."""
         with torch.no_grad():
             center = self.representation(x)
         return proposals.laplace(self.log_joint, x, center)

@@ -12,8 +12,9 @@ Shapes: x (N, P), P = side * side pixels in [0, 1]; z (..., D).
                 -> transposed conv 4x4 stride 2 (32) -> ReLU -> transposed conv 4x4 stride 2 (1, no bias)
                 -> flatten -> a bias per pixel: likelihood parameters (..., P).
 
-The decoder's last module is the per-pixel bias (P,), so a checkpoint's decoder output width reads as with the MLP
-decoder (`decoder.net.<last>.bias`). Initialisation: PyTorch's defaults.
+The decoder ends in a bias per pixel (P,), as the MLP decoder's output layer does: each pixel's base rate (MNIST's
+always-black border) is learned on its own, not through the shared transposed-conv filters. Initialisation:
+PyTorch's defaults.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def conv_trunk(n_pixels: int, hidden: int, depth: int) -> tuple[nn.Sequential, i
 
 
 class PixelBias(nn.Module):
-    """x (N, P) -> x + bias, one learned bias per pixel (P,)."""
+    """x (N, P) -> x + bias, one learned bias per pixel (P,): each pixel's base rate (module docstring)."""
 
     def __init__(self, n_pixels: int):
         super().__init__()

@@ -5,14 +5,14 @@ IS and AIS return log p(x) estimates in nats per image, shape (N,), for images x
 bounds (E[log p_hat(x)] <= log p(x), Jensen): higher is closer, and a gap to the truth is estimator bias, not model
 quality.
 
-    q = proposals(model, x, gen, ald_batch)                     # built once, shared by IS and AIS
+    q = proposals(model, x, gen)                                # built once, shared by IS and AIS
     log_px = importance_sampling(model, x, 1000, gen, proposal=q)
     log_px = ais(model, x, n_intermediate=100, n_chains=4, generator=gen, proposal=q)
     result = bdmc(model, 100, n_intermediate=100, n_chains=4, generator=gen)   # result.gap: nats per image
 
-The proposal is the model's own, `model.proposal(x, generator, ald_batch)` (lae.models, lae.proposals): a Laplace fit
-at the posterior mode, from the VAE family's encoder mean or LAE's ALD samples. A proposal that runs ALD is built on
-chunks of `model.proposal_images(ald_batch)` images (ALD's step size is tied to its batch size).
+The proposal is the model's own, `model.proposal(x, generator)` (lae.models, lae.proposals): a Laplace fit at the
+posterior mode, from the VAE family's encoder mean or LAE's ALD samples. A proposal that runs ALD is built on chunks
+of `model.proposal_images()` images (LAE: its training batch size, to which ALD's step size is tied).
 
 AIS (lae.ais) anneals from a start distribution to the posterior: `start="proposal"` (the default) from that same
 proposal, with HMC preconditioned by its covariance, a short path; `start="prior"` from N(0, I), the decoder-only
@@ -45,7 +45,6 @@ AIS_CHAINS = 8
 AIS_LEAPFROG = 2
 AIS_STEP_SIZE = 0.5  # initial leapfrog step, whitened units (z / the start's scale); adapted per image
 AIS_STARTS = ("proposal", "prior")
-LAE_ALD_BATCH = 100  # images per ALD run when the caller does not pass RunConfig.batch_size
 PROPOSAL_IMAGES = 500  # images per proposal construction when the family does not fix it (memory of the Hessian)
 DEFAULT_BATCH = 2048  # (sample, image) pairs per decoder call
 
@@ -54,12 +53,12 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(a, dim) - math.log(a.shape[dim])
 
 
-def proposals(model, x: torch.Tensor, generator, ald_batch: int = LAE_ALD_BATCH) -> GaussianProposal:
-    """The model's proposal for every image of x (N, P), built on chunks of model.proposal_images(ald_batch) images
-    (PROPOSAL_IMAGES when the family does not fix it). ald_batch: pass RunConfig.batch_size."""
+def proposals(model, x: torch.Tensor, generator) -> GaussianProposal:
+    """The model's proposal for every image of x (N, P), built on chunks of model.proposal_images() images
+    (PROPOSAL_IMAGES when the family does not fix it)."""
     x = x.to(model_device(model))
-    chunk = model.proposal_images(ald_batch) or PROPOSAL_IMAGES
-    return GaussianProposal.cat([model.proposal(xb, generator, ald_batch) for xb in x.split(chunk)])
+    chunk = model.proposal_images() or PROPOSAL_IMAGES
+    return GaussianProposal.cat([model.proposal(xb, generator) for xb in x.split(chunk)])
 
 
 def importance_sampling(
@@ -68,15 +67,14 @@ def importance_sampling(
     n_samples: int,
     generator,
     batch_size: int = DEFAULT_BATCH,
-    ald_batch: int = LAE_ALD_BATCH,
     on_chunk: Callable[[int], None] | None = None,
     proposal: GaussianProposal | None = None,
 ) -> torch.Tensor:
     """log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K, z_k ~ q (the model's proposal, or the one
     passed, built by `proposals`): (N,) nats per image. At most `batch_size` (sample, image) pairs per decoder call.
-    ald_batch: LAE only, pass RunConfig.batch_size. on_chunk(n_images_in_chunk) reports progress."""
+    on_chunk(n_images_in_chunk) reports progress."""
     x = x.to(model_device(model))
-    q_all = proposal if proposal is not None else proposals(model, x, generator, ald_batch)
+    q_all = proposal if proposal is not None else proposals(model, x, generator)
     per_call = max(1, batch_size // min(n_samples, batch_size))  # images whose n_samples draws fit one call
     out = []
     for start in range(0, x.shape[0], per_call):
@@ -93,12 +91,12 @@ def importance_sampling(
     return torch.cat(out)
 
 
-def _start(model, x, generator, ald_batch, start, proposal) -> GaussianProposal:
+def _start(model, x, generator, start, proposal) -> GaussianProposal:
     if start not in AIS_STARTS:
         raise ValueError(f"AIS start must be one of {', '.join(AIS_STARTS)}; got {start!r}")
     if start == "prior":
         return ais_lib.prior(x.shape[0], model.config.latent_dim, x)
-    return proposal if proposal is not None else proposals(model, x, generator, ald_batch)
+    return proposal if proposal is not None else proposals(model, x, generator)
 
 
 def ais(
@@ -115,7 +113,6 @@ def ais(
     diagnostics: dict | None = None,
     start: str = "proposal",
     proposal: GaussianProposal | None = None,
-    ald_batch: int = LAE_ALD_BATCH,
 ) -> torch.Tensor:
     """Forward AIS estimate of log p(x): (N,) nats per image (lae.ais for the algorithm).
 
@@ -125,7 +122,7 @@ def ais(
     (the model's, or `proposal` when given) or "prior". Images are processed in chunks of batch_size // n_chains.
     diagnostics, if given, receives "accept" (mean HMC acceptance) and "step_size" (mean final step)."""
     x = x.to(model_device(model))
-    q_all = _start(model, x, generator, ald_batch, start, proposal)
+    q_all = _start(model, x, generator, start, proposal)
     betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
     chunk = max(1, batch_size // n_chains)
     out, accepts, steps = [], 0.0, 0.0
@@ -175,7 +172,7 @@ def escalating_ais(
     """AIS on x (N, P) with n_intermediate, 2 n_intermediate, 4 n_intermediate, ... distributions until the error
     bound max(|mean log_is - mean AIS|, BDMC gap on bdmc_images simulated images) is below `tolerance` nats per image,
     or the next length would pass max_intermediate. log_is: (N,) the IS estimate on the same images (None: the BDMC gap
-    alone). settings: those of `ais` (n_chains, n_leapfrog, step_size, generator, batch_size, start, ald_batch), used
+    alone). settings: those of `ais` (n_chains, n_leapfrog, step_size, generator, batch_size, start), used
     by BDMC too. Each length's AIS and BDMC are fresh runs (the generator advances)."""
     history, n = [], n_intermediate
     while True:
@@ -219,12 +216,11 @@ def bdmc(
     generator=None,
     batch_size: int = DEFAULT_BATCH,
     start: str = "proposal",
-    ald_batch: int = LAE_ALD_BATCH,
 ) -> BDMCResult:
     """Bidirectional Monte Carlo on n_images simulated from the model: forward AIS (as `ais`, same settings) and
     reverse AIS from the exact posterior sample, every chain of an image starting there. Returns BDMCResult."""
     z_star, x = simulate(model, n_images, generator)
-    q_all = _start(model, x, generator, ald_batch, start, None)
+    q_all = _start(model, x, generator, start, None)
     betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
     chunk = max(1, batch_size // n_chains)
     lower, upper = [], []

@@ -92,7 +92,7 @@ class VAEFlow(VAE):
     def representation(self, x):
         return self.flow(self.encode(x)[0])[0]
 
-    def proposal(self, x, generator, ald_batch):
+    def proposal(self, x, generator):
         """Laplace-shaped Gaussian (lae.proposals.laplace) started from the flowed encoder mean."""
         with torch.no_grad():
             center = self.representation(x)

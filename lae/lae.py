@@ -38,7 +38,9 @@ class LAEConfig(ModelConfig):
     n_steps: int = 2
     mh: bool = True
     target_accept: float | None = None  # adapt log step_size by Robbins-Monro while training (None: fixed)
-    run_options = ("step_size", "n_chains", "n_steps", "mh", "target_accept")
+    batch_size: int = 100  # images per training minibatch: ALD's step size is tied to it, so the proposal's ALD
+    # runs on chunks of as many images (RunConfig.batch_size)
+    run_options = ("step_size", "n_chains", "n_steps", "mh", "target_accept", "batch_size")
 
     @classmethod
     def latent_samples(cls, options: dict) -> int:
@@ -241,13 +243,12 @@ class LAE(LatentModel):
             out.append(torch.matmul(g, state.position.transpose(1, 2)))  # (C, N, D)
         return torch.cat(out)[:n]
 
-    def proposal(self, x, generator, ald_batch):
+    def proposal(self, x, generator):
         """Laplace-shaped Gaussian (lae.proposals.laplace) started from the mean of PROPOSAL_SAMPLES ALD samples
-        per image, ALD run on chunks of ald_batch images (the batch size its step size was trained with)."""
-        center = torch.cat(
-            [self.posterior_samples(xb, PROPOSAL_SAMPLES, generator).detach().mean(0) for xb in x.split(ald_batch)]
-        )
+        per image, ALD run on chunks of config.batch_size images (the batch size its step size was trained with)."""
+        chunks = x.split(self.config.batch_size)
+        center = torch.cat([self.posterior_samples(xb, PROPOSAL_SAMPLES, generator).detach().mean(0) for xb in chunks])
         return proposals.laplace(self.log_joint, x, center)
 
-    def proposal_images(self, ald_batch):
-        return ald_batch
+    def proposal_images(self):
+        return self.config.batch_size

@@ -6,8 +6,8 @@ Shapes: x (N, P) images in [0, 1]; z (..., N, D). Losses and log-densities are i
 What the harness and the estimators ask of a model:
     loss(x, generator) -> (scalar, stats)   training objective; then, after the optimizer step, update()
     elbo(x, generator) -> (N,) | None        single-sample ELBO, None for a family without one (LAE)
-    proposal(x, generator, ald_batch)       importance-sampling proposal, a GaussianProposal over (N, D)
-    proposal_images(ald_batch) -> int | None how many images `proposal` must be built from at once
+    proposal(x, generator)                  importance-sampling proposal, a GaussianProposal over (N, D)
+    proposal_images() -> int | None         how many images `proposal` must be built from at once
     posterior_samples(x, n, generator)      (n, N, D) approximate posterior samples
     representation(x) -> (N, D)             deterministic, differentiable code
     log_joint(x, z), generate(n, generator)
@@ -109,14 +109,13 @@ class LatentModel(nn.Module):
         do not (LAE: no variational distribution)."""
         return None
 
-    def proposal(self, x: torch.Tensor, generator: torch.Generator | None, ald_batch: int) -> GaussianProposal:
-        """The family's importance-sampling proposal q(z | x) for images x (N, P), over z (N, D). ald_batch: the
-        batch size a sampler inside the proposal was tuned to (LAE's ALD); others ignore it."""
+    def proposal(self, x: torch.Tensor, generator: torch.Generator | None) -> GaussianProposal:
+        """The family's importance-sampling proposal q(z | x) for images x (N, P), over z (N, D)."""
         raise NotImplementedError(f"{type(self).__name__} has no importance-sampling proposal")
 
-    def proposal_images(self, ald_batch: int) -> int | None:
+    def proposal_images(self) -> int | None:
         """How many images `proposal` must be built from at once: None (any number) unless the proposal runs a
-        sampler whose step size is tied to its batch size (LAE: ald_batch)."""
+        sampler whose step size is tied to its batch size (LAE: its training batch size, LAEConfig.batch_size)."""
         return None
 
     def posterior_samples(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Importance-sampling proposals: a Gaussian per image, and the Laplace construction every family's proposal uses.
 
-A model's `proposal(x, generator, ald_batch)` returns a GaussianProposal (lae.models), `laplace(model.log_joint, x,
+A model's `proposal(x, generator)` returns a GaussianProposal (lae.models), `laplace(model.log_joint, x,
 center)` from a center the family supplies:
 - VAE family: the encoder's mean (the amortized q(z|x) itself, a diagonal Gaussian, puts importance sampling
   several tenths of a nat per image low on MNIST: the amortization gap).

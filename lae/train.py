@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from lae.models import LatentModel
 from lae.tally import Tally
 from lae.utils import atomic_path, model_device, progress_bar
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the image size (n_pixels) is stored, not read off the decoder's tensors
 DIVERGENCE_FACTOR = 10.0  # a loss above this many times the untrained model's validation loss is a divergence
 ACCEPT_LOW, ACCEPT_HIGH = 0.05, 0.99  # an epoch's mean MH acceptance outside this range: ChainHealthWarning
 LOG_EVERY = 50  # minibatches between reads of the training figures from the device (and divergence checks)
@@ -231,12 +230,17 @@ def _health_message(config: RunConfig, epoch: int, accept: float, step_size: flo
 
 
 def save_checkpoint(result: TrainResult, path: str | Path) -> Path:
-    """State dict plus config, written atomically (lae.utils.atomic_path); returns the path."""
+    """Everything that rebuilds the model, written atomically (lae.utils.atomic_path): the RunConfig (the family's
+    options among them, e.g. LAE's training batch size), the image size n_pixels and the state dict. Returns the
+    path."""
+    blob = {
+        "format": CHECKPOINT_FORMAT,
+        "config": result.config.to_dict(),
+        "n_pixels": result.model.config.n_pixels,
+        "state_dict": result.model.state_dict(),
+    }
     with atomic_path(path) as tmp:
-        torch.save(
-            {"format": CHECKPOINT_FORMAT, "config": result.config.to_dict(), "state_dict": result.model.state_dict()},
-            tmp,
-        )
+        torch.save(blob, tmp)
     return Path(path)
 
 
@@ -244,15 +248,22 @@ class CheckpointError(ValueError):
     """A missing, corrupt or incompatible checkpoint (one-line message)."""
 
 
-def _load_blob(path: Path, device: str) -> tuple[RunConfig, dict]:
-    """(config, state dict) of a checkpoint file, loaded with torch's weights-only unpickler (a pickle that would
-    run code is refused unread); torch's warnings are kept quiet, the failure is one CheckpointError line."""
+def _load_blob(path: Path, device: str) -> tuple[RunConfig, int, dict]:
+    """(config, n_pixels, state dict) of a checkpoint file, loaded with torch's weights-only unpickler (a pickle that
+    would run code is refused unread); torch's warnings are kept quiet, the failure is one CheckpointError line."""
     where = resolve_device(device)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             blob = torch.load(path, map_location=where, weights_only=True)
-        return RunConfig.from_dict(blob["config"]), blob["state_dict"]
+        if blob.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"checkpoint {path} has format {blob.get('format')!r}, this lae-bench reads format "
+                f"{CHECKPOINT_FORMAT}: train it again"
+            )
+        return RunConfig.from_dict(blob["config"]), int(blob["n_pixels"]), blob["state_dict"]
+    except CheckpointError:
+        raise
     except Exception as exc:  # corrupt zip, pickle refused, missing keys
         if isinstance(exc, pickle.UnpicklingError):
             why = next((ln.strip() for ln in str(exc).splitlines() if "nsupported" in ln), "")
@@ -281,17 +292,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[LatentModel,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}")
-    config, state = _load_blob(path, device)
+    config, n_pixels, state = _load_blob(path, device)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a lae-bench checkpoint: its state_dict is not tensors")
-    biases = {int(k.split(".")[2]): v for k, v in state.items() if re.fullmatch(r"decoder\.net\.\d+\.bias", k)}
-    if not biases or biases[max(biases)].dim() != 1:  # other names are left to _mismatch, which names them
-        raise CheckpointError(f"checkpoint {path} has no decoder output bias (a vector decoder.net.<layer>.bias)")
     try:
         here = dataclasses.replace(config, device=device).validate()
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = new_model(here, biases[max(biases)].shape[0], resolve_device(device))  # n_pixels: the decoder's width
+    model = new_model(here, n_pixels, resolve_device(device))
     problem = _mismatch(state, model.state_dict())
     if problem is not None:
         raise CheckpointError(f"checkpoint {path} does not match its config ({config.model}): {problem}")

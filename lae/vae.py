@@ -89,7 +89,7 @@ class VAE(LatentModel):
         mu, logvar = self.encode(x)
         return self._draw(mu, logvar, n, generator)[0]
 
-    def proposal(self, x, generator, ald_batch):
+    def proposal(self, x, generator):
         """Laplace-shaped Gaussian (lae.proposals.laplace) from the encoder's mean: Newton steps to the posterior
         mode, covariance from the Hessian there (for LVAE too: the amortized encoder, without refinement)."""
         with torch.no_grad():

@@ -43,7 +43,8 @@ def test_train_writes_checkpoint_and_summary_with_the_chains_health(lae_run):
     assert step != 1e-4 and f"step size {step:.3g} (adapted toward 0.5)" in r.stdout
     assert f"MH acceptance {summary['accept'][-1]:.2f} in the last epoch" in r.stdout
     blob = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert set(blob) == {"format", "config", "state_dict"} and "phi" in blob["state_dict"]
+    assert set(blob) == {"format", "config", "n_pixels", "state_dict"} and "phi" in blob["state_dict"]
+    assert blob["n_pixels"] == 64  # digits: 8 x 8
     assert blob["state_dict"]["log_step_size"].exp().item() == pytest.approx(step)
 
 

@@ -46,8 +46,8 @@ def test_importance_sampling_matches_exact_log_marginal(kind):
     if kind == "vae":
         model = _vae_with_exact_marginals(truth)
     else:  # untrained ALD chains: the proposal must find the posterior from a poor start
-        model = truth.model("lae", n_chains=4, step_size=1e-3)
-    est = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2), ald_batch=N_IMAGES).double()
+        model = truth.model("lae", n_chains=4, step_size=1e-3, batch_size=N_IMAGES)
+    est = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2)).double()
     err = est - exact
     assert est.shape == (N_IMAGES,)
     assert abs(err.mean().item()) < IS_TOL_MEAN, f"IS mean error {err.mean().item():.3f} nats"
@@ -78,7 +78,7 @@ def test_ais_from_the_prior_matches_exact_and_improves_with_intermediate_distrib
 def test_escalating_ais_doubles_the_length_until_its_error_bound_is_small_and_that_bound_holds():
     truth, x, exact = _hard_case()
     model = _vae_with_exact_marginals(truth)  # its decoder is the truth; its encoder a good IS proposal
-    log_is = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2), ald_batch=N_IMAGES)
+    log_is = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2))
     settings = dict(n_chains=8, n_leapfrog=2, step_size=0.1, start="prior")  # from the prior: a long path is needed
     tol = escalation_tolerance(1.2)  # a 1.2-nat difference to decide: the floor, 0.5 nats, applies
     assert tol == 0.5 and escalation_tolerance(-4.0) == 1.0

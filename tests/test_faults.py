@@ -23,10 +23,10 @@ from conftest import TINY_BUDGET, TINY_SPEC, PostgresServer, bench_cli, bench_po
 
 from bench import sweep
 from bench.results import store
-from bench.sweep import journal, liveness
-from bench.sweep import study as bookkeeping
-from bench.sweep.ledger import grid_keys
-from bench.sweep.worker import Job, run_worker
+from bench.sweep import durability
+from bench.sweep.plan import SweepOptions, make_plan
+from bench.sweep.study import create_study, grid_keys
+from bench.sweep.worker import run_worker
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,8 +74,9 @@ def test_seeded_random_kills_lose_nothing(tiny_spec, tmp_path):
             break
         name = f"kill{i}"
         spec = tiny_spec(name=name, seeds=2)  # 6 trials: the first row after ~1.5 s, then one every ~0.25 s
-        job = Job(str(spec), "smoke", sweep.default_storage(results, name), str(results), "digits", None, 1, 0, False)
-        victim = ctx.Process(target=run_worker, args=(job,))
+        options = SweepOptions(results=results, dataset="digits", threads=1, progress=False)
+        plan = make_plan(str(spec), options)
+        victim = ctx.Process(target=run_worker, args=(plan, 0))
         victim.start()
         time.sleep(rng.uniform(0.0, 3.0))  # from the worker's start to about its last trial
         victim.kill()
@@ -84,11 +85,11 @@ def test_seeded_random_kills_lose_nothing(tiny_spec, tmp_path):
         if victim.exitcode == -signal.SIGKILL:
             kills += 1
             at_kill.append(len(before))
-        rerun = ctx.Process(target=run_worker, args=(job,))
+        rerun = ctx.Process(target=run_worker, args=(plan, 0))
         rerun.start()
         rerun.join(timeout=300)
         assert rerun.exitcode == 0
-        summary = sweep.summarize(sweep.load_spec(str(spec)), "smoke", job.storage_url, "digits", 0.0, results)
+        summary = sweep.summarize(sweep.load_spec(str(spec)), "smoke", plan.storage, "digits", 0.0, results)
         after = {p.name for p in store.row_files(store.parquet_dir(results, name))}
         rows_lost += len(before - after)
         assert summary["done"] == summary["total"] == 6 and not summary["missing"], summary
@@ -105,7 +106,7 @@ def _ask_and_die(spec: Path, results: Path, suggest: bool) -> None:
         try:
             spec_ = sweep.load_spec(str(spec))
             url = sweep.default_storage(results, spec_.name)
-            study = bookkeeping.create_study(spec_, "smoke", "digits", sweep.open_storage(url))
+            study = create_study(spec_, "smoke", "digits", sweep.open_storage(url))
             trial = study.ask()
             if suggest:
                 trial.suggest_categorical("point", [p.label for p in spec_.points(spec_.budget("smoke"))])
@@ -123,7 +124,7 @@ def test_a_kill_before_the_claim_is_stale_at_once(tiny_spec, tmp_path, monkeypat
     _ask_and_die(spec, results, suggest=True)
     _ask_and_die(spec, results, suggest=False)
     running = [t for t in load_study(results, "tiny").trials if t.state.name == "RUNNING"]
-    assert len(running) == 2 and not any(bookkeeping.PID in t.user_attrs for t in running)
+    assert len(running) == 2 and not any(durability.PID in t.user_attrs for t in running)
     start = time.perf_counter()
     summary = sweep.run_sweep(str(spec), "smoke", results=results, progress=False)
     assert time.perf_counter() - start < 120
@@ -137,26 +138,26 @@ def test_an_unclaimed_trial_waits_for_a_live_asker(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="s", storage=sweep.open_storage(f"journal:{tmp_path / 's.journal'}"))
     unclaimed, claimed = study.ask(), study.ask()
-    bookkeeping.claim(claimed, worker=0)
-    with bookkeeping.asking(study):
-        assert bookkeeping.stale_trials(study) == []
-    assert [t.number for t in bookkeeping.stale_trials(study)] == [unclaimed.number]
+    durability.claim(claimed, worker=0)
+    with durability.asking(study):
+        assert durability.stale_trials(study) == []
+    assert [t.number for t in durability.stale_trials(study)] == [unclaimed.number]
     dead = subprocess.Popen(["true"])
     dead.wait()
     study.set_user_attr(
-        f"{bookkeeping.ASKING}{liveness.HOSTNAME}:{dead.pid}",
-        {"host": liveness.HOSTNAME, "pid": dead.pid, "since": time.time()},
+        f"{durability.ASKING}{durability.HOSTNAME}:{dead.pid}",
+        {"host": durability.HOSTNAME, "pid": dead.pid, "since": time.time()},
     )
-    assert [t.number for t in bookkeeping.stale_trials(study)] == [unclaimed.number]  # a dead asker does not count
+    assert [t.number for t in durability.stale_trials(study)] == [unclaimed.number]  # a dead asker does not count
 
 
 def test_a_zombie_is_dead_and_a_reused_pid_is_not_its_process():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    assert wait_for(lambda: not liveness.alive(child.pid), timeout=60)  # exited, not yet reaped: a zombie
+    assert wait_for(lambda: not durability.alive(child.pid), timeout=60)  # exited, not yet reaped: a zombie
     assert Path(f"/proc/{child.pid}").exists()  # still in the process table
     child.wait()
-    me = liveness.identity()
-    assert liveness.alive(me["pid"], me["start"]) and not liveness.alive(me["pid"], me["start"] + 1)
+    me = durability.identity()
+    assert durability.alive(me["pid"], me["start"]) and not durability.alive(me["pid"], me["start"] + 1)
 
 
 @pytest.mark.slow
@@ -175,14 +176,14 @@ def test_a_killed_worker_is_taken_over_by_the_other(tiny_spec, tmp_path):
             running = [t for t in load_study(results, "tiny").trials if t.state.name == "RUNNING" and t.params]
         except KeyError:
             return None
-        pids = {t.user_attrs.get(bookkeeping.PID) for t in running} - {None}
+        pids = {t.user_attrs.get(durability.PID) for t in running} - {None}
         return running if len(pids) == 2 else None
 
     try:
         running = wait_for(two_running, timeout=300, interval=0.2)
         assert running, "the two workers never ran trials at the same time"
         victim = running[0]
-        os.kill(victim.user_attrs[bookkeeping.PID], signal.SIGKILL)
+        os.kill(victim.user_attrs[durability.PID], signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -190,7 +191,7 @@ def test_a_killed_worker_is_taken_over_by_the_other(tiny_spec, tmp_path):
     lines = stderr_lines(subprocess.CompletedProcess([], 0, out, err))
     assert len(lines) == 1 and "was killed (SIGKILL)" in lines[0] and "took over" in lines[0]
     assert_every_point_once(results, "tiny", spec)
-    stale = [t for t in load_study(results, "tiny").trials if bookkeeping.STALE in t.user_attrs]
+    stale = [t for t in load_study(results, "tiny").trials if durability.STALE in t.user_attrs]
     assert [t.number for t in stale] == [victim.number]
 
 
@@ -236,7 +237,7 @@ def test_a_torn_journal_is_repaired_and_the_sweep_resumes(finished, tear, capfd)
     backups = list(log.parent.glob("tiny.journal.torn-*.bak"))
     assert len(backups) == 1 and backups[0].read_bytes() == torn
     assert_every_point_once(results, "tiny", spec)
-    assert journal.repair(log) is None  # whole now
+    assert durability.repair_journal(log) is None  # whole now
 
 
 def test_journal_repair_keeps_every_whole_record(tmp_path):
@@ -249,11 +250,11 @@ def test_journal_repair_keeps_every_whole_record(tmp_path):
     whole = log.read_bytes()
     lines = whole.splitlines(keepends=True)
     log.write_bytes(b"".join(lines[:-1]) + lines[-1][:25] + lines[-1])  # torn, then the whole record glued on
-    warning = journal.repair(log)
+    warning = durability.repair_journal(log)
     assert warning and "torn record (25 bytes" in warning
     assert log.read_bytes() == whole
     log.write_bytes(whole + b'{"op_code":5,"wor')  # a torn end
-    assert journal.repair(log) and log.read_bytes() == whole
+    assert durability.repair_journal(log) and log.read_bytes() == whole
     study = optuna.load_study(study_name="s", storage=sweep.open_storage(f"journal:{log}"))
     assert [t.system_attrs["fixed_params"]["x"] for t in study.trials] == [1.0, 2.0, 3.0]
 
@@ -308,7 +309,7 @@ def test_stale_locks_and_orphaned_temp_files_are_removed(finished, capfd):
     folder = store.parquet_dir(results, "tiny") / "tiny.smoke.digits"
     dead = subprocess.Popen(["true"])
     dead.wait()
-    host = liveness.HOSTNAME
+    host = durability.HOSTNAME
     orphan = folder / f".t00007-{host}-{dead.pid}-0123abcd.parquet.{dead.pid}-89abcdef.tmp"
     probe = folder / f".probe-{host}.{dead.pid}-0123abcd.tmp"
     live = folder / f".t00008-{host}-{os.getpid()}-0123abcd.parquet.{os.getpid()}-89abcdef.tmp"
@@ -358,11 +359,11 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_rerun_finishes(tiny_spe
         written = store.read_rows(results, "tiny", dedupe=False)
         assert 1 <= len(written) < 6 and not (results / "quarantine").exists()
         log = results / "optuna" / "tiny.journal"
-        assert journal.repair(log) is None  # the journal is whole: a failed append is cut back off
+        assert durability.repair_journal(log) is None  # the journal is whole: a failed append is cut back off
         size = log.stat().st_size
         with pytest.raises(OSError, match="No space left"):
-            journal.JournalFile(log).append_logs([{"op_code": 0, "pad": "x" * 200_000}])
-        assert log.stat().st_size == size and journal.repair(log) is None
+            durability.JournalFile(log).append_logs([{"op_code": 0, "pad": "x" * 200_000}])
+        assert log.stat().st_size == size and durability.repair_journal(log) is None
         filler.unlink()
         again = bench_cli("sweep", spec, "--results", results, "--no-leaderboard", "--no-progress")
         assert again.returncode == 0, again.stderr

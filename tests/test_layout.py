@@ -1,5 +1,7 @@
-"""The code's shape, checked: small files, no import cycles (imports inside functions included), the library
-never imports the harness, no dispatch on `hasattr(model, ...)`, and ruff's lint and format clean."""
+"""The code's shape, checked: no import cycles (imports inside functions included), the library never imports the
+harness, no dispatch on `hasattr(model, ...)`, ruff's lint and format clean, and in the sweep harness (bench/sweep)
+no function a reader cannot hold at once (over MAX_FUNCTION_LINES lines or MAX_PARAMETERS parameters). Files are not
+limited in size: a file holds one concept, however long."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("lae", "bench")
-MAX_LINES = 300
+MAX_FUNCTION_LINES = 60  # bench/sweep: a function's lines, its docstring included
+MAX_PARAMETERS = 6  # bench/sweep: a function's parameters, self and cls not counted
 
 
 def sources() -> list[Path]:
@@ -58,9 +61,32 @@ def imported_files(path: Path) -> set[Path]:
     return out
 
 
-def test_every_file_is_short():
-    long = {str(p.relative_to(ROOT)): n for p in sources() if (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert not long, f"files over {MAX_LINES} lines: {long}"
+def function_shapes(path: Path) -> list[tuple[str, int, int]]:
+    """(qualified name, lines, parameters) of every function in a file; self and cls are not counted."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+            n = len([x for x in names if x not in ("self", "cls")]) + bool(a.vararg)
+            out.append((f"{path.relative_to(ROOT)}:{node.lineno} {node.name}", node.end_lineno - node.lineno + 1, n))
+    return out
+
+
+def test_sweep_functions_are_short_and_take_few_parameters():
+    shapes = [s for p in sorted((ROOT / "bench" / "sweep").rglob("*.py")) for s in function_shapes(p)]
+    long = [f"{name} ({n} lines)" for name, n, _ in shapes if n > MAX_FUNCTION_LINES]
+    wide = [f"{name} ({k} parameters)" for name, _, k in shapes if k > MAX_PARAMETERS]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+    assert not wide, f"functions with more than {MAX_PARAMETERS} parameters: {wide}"
+
+
+def test_the_shape_check_measures_lines_and_parameters(tmp_path, monkeypatch):
+    """The checker itself: lines from def to the last line, parameters without self, *args counted once."""
+    source = "class C:\n    def f(self, a, b=1, *args, c, **kw):\n        x = a\n        return x\n"
+    (tmp_path / "m.py").write_text(source)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert function_shapes(tmp_path / "m.py") == [("m.py:2 f", 3, 4)]
 
 
 def test_no_import_cycle_between_files():

@@ -1,5 +1,5 @@
 """A failed trial is final only for the configuration that failed (issue 25): its row holds the fingerprint of what it
-ran (bench.sweep.ledger.config_key), and once the spec changes that trial's configuration, the next run reruns it;
+ran (bench.sweep.spec.config_key), and once the spec changes that trial's configuration, the next run reruns it;
 with the spec unchanged, a failed trial is not run again. Real sweeps on the 8x8 digits: a learning rate of 1e8
 makes every trial diverge (a failed row, with its reason), the default one completes."""
 

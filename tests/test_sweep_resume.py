@@ -16,7 +16,8 @@ from conftest import bench_cli, bench_popen, wait_for
 
 from bench import sweep
 from bench.results import store
-from bench.sweep import study as bookkeeping
+from bench.sweep import durability
+from bench.sweep.study import count_trials
 
 
 def grid_keys(spec_path, budget="smoke"):
@@ -131,19 +132,19 @@ def test_stale_trials_fail_and_their_params_are_enqueued_again(tmp_path, monkeyp
     live, silent, dead = trials = [study.ask() for _ in range(3)]
     for i, trial in enumerate(trials):
         trial.suggest_int("x", i, i)
-        bookkeeping.claim(trial, worker=0)
-    silent.set_user_attr(bookkeeping.HOST, "another-host")
-    silent.set_user_attr(bookkeeping.HEARTBEAT, time.time() - 120)
+        durability.claim(trial, worker=0)
+    silent.set_user_attr(durability.HOST, "another-host")
+    silent.set_user_attr(durability.HEARTBEAT, time.time() - 120)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    dead.set_user_attr(bookkeeping.PID, gone.pid)
-    before = live.user_attrs[bookkeeping.HEARTBEAT]
-    with bookkeeping.Heartbeat(live):  # beats every 0.05 s
-        assert wait_for(lambda: study.trials[0].user_attrs[bookkeeping.HEARTBEAT] > before, timeout=30)
-    bookkeeping.reap_stale(study)
-    bookkeeping.reap_stale(study)
+    dead.set_user_attr(durability.PID, gone.pid)
+    before = live.user_attrs[durability.HEARTBEAT]
+    with durability.Heartbeat(live):  # beats every 0.05 s
+        assert wait_for(lambda: study.trials[0].user_attrs[durability.HEARTBEAT] > before, timeout=30)
+    durability.reap_stale(study)
+    durability.reap_stale(study)
     states = {t.number: t.state.name for t in study.trials}
     assert states == {0: "RUNNING", 1: "FAIL", 2: "FAIL", 3: "WAITING", 4: "WAITING"}
-    assert [t.number for t in study.trials if bookkeeping.STALE in t.user_attrs] == [1, 2]
-    assert [t.user_attrs.get(bookkeeping.RERUN_OF) for t in study.trials[3:]] == [1, 2]
-    assert bookkeeping.count_trials(study) == {"running": 1, "stale": 2, "waiting": 2}
+    assert [t.number for t in study.trials if durability.STALE in t.user_attrs] == [1, 2]
+    assert [t.user_attrs.get(durability.RERUN_OF) for t in study.trials[3:]] == [1, 2]
+    assert count_trials(study) == {"running": 1, "stale": 2, "waiting": 2}

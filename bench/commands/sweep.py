@@ -13,8 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from bench import sweep
 from bench.errors import BenchError, describe, path_arg, ranged
 from bench.registry import BUDGETS, DATASETS
+from bench.results import leaderboard, reproduce, store
 from lae.config import COUNTS, THREADS
 
 
@@ -80,22 +82,23 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(describe(exc)) from None
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from bench import sweep
-    from bench.results import store
-
-    summary = sweep.run_sweep(
-        args.name,
-        args.budget,
-        args.storage,
-        args.workers,
-        args.results,
-        args.dataset,
-        args.data_dir,
+def _options(args: argparse.Namespace, **changes) -> dict:
+    """The SweepOptions fields (bench.sweep.plan) of the command line, with ``changes``."""
+    options = dict(
+        storage=args.storage,
+        workers=args.workers,
+        results=args.results,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
         progress=not args.no_progress,
         threads=args.threads,
         first=args.first,
     )
+    return {**options, **changes}
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    summary = sweep.run_sweep(args.name, args.budget, **_options(args))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["trials"].items())) or "no trials"
     print(
         f"{summary['sweep']}: study {summary['study']} in {summary['storage']}: {counts}; "
@@ -104,8 +107,6 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     print(f"rows: {store.parquet_dir(args.results, summary['sweep'])}")
     if not args.no_leaderboard:
-        from bench.results import leaderboard
-
         built = leaderboard.build(args.results, sweeps=[summary["sweep"]], study=summary["study"])
         figures = sum(p.suffix == ".png" for p in built.paths)
         name = next(iter(built.studies), summary["sweep"])  # <sweep>, or <sweep>.<dataset> beside another dataset's
@@ -117,9 +118,6 @@ def _sweep(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     """Rerun the sweep into a scratch directory with the committed rows' thread count; compare per metric.
     Exit status 0 when every deterministic metric matches, 1 otherwise."""
-    from bench import sweep
-    from bench.results import reproduce, store
-
     spec = sweep.load_spec(args.name)
     dataset = args.dataset or spec.dataset
     study = sweep.study_name(spec, args.budget, dataset)
@@ -129,17 +127,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     threads = args.threads or int(committed["threads"].mode().iloc[0])  # the committed thread count: same sums
     print(f"rerunning {len(committed)} trials of {study} in a scratch directory with {threads} thread(s) per worker")
     with tempfile.TemporaryDirectory(prefix="lae-reproduce-") as tmp:
-        summary = sweep.run_sweep(
-            args.name,
-            args.budget,
-            None,
-            args.workers,
-            tmp,
-            args.dataset,
-            args.data_dir,
-            progress=not args.no_progress,
-            threads=threads,
-        )
+        options = _options(args, storage=None, results=tmp, threads=threads, first=())
+        summary = sweep.run_sweep(args.name, args.budget, **options)
         fresh = store.read_rows(tmp, spec.name, study)
     report, ok = reproduce.compare(committed, fresh)
     print(report)

@@ -34,7 +34,7 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
     x = x.to(model_device(model))
     n = x.shape[0]
     bar = progress_bar(2 * n + s.bdmc_images, "log-likelihood (IS, AIS, BDMC)", progress)
-    q = estimators.proposals(model, x, gen, config.batch_size)
+    q = estimators.proposals(model, x, gen)
     log_is = estimators.importance_sampling(
         model, x, s.is_samples, gen, batch_size=s.estimator_batch, on_chunk=bar.update, proposal=q
     )
@@ -46,7 +46,6 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
         generator=gen,
         batch_size=s.estimator_batch,
         start=s.ais_start,
-        ald_batch=config.batch_size,
     )
     diag: dict = {}
     run = None  # the escalation's result, when the settings ask for one

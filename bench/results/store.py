@@ -10,7 +10,7 @@ the earliest row).
 An unreadable row file (truncated, garbage, not a row) is moved aside to ``<results>/quarantine/<sweep>/<study>/``
 (never deleted) with one warning line on stderr, and left out of every table; the sweep then sees its grid point
 unfinished and runs it again. Hidden temp files that a killed writer left are removed by the sweep
-(``bench.sweep.liveness``).
+(``bench.sweep.durability``).
 
 Passwords never reach a row: storage URLs go through ``redact_url`` and error texts through ``redact_text``.
 """

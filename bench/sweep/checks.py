@@ -7,7 +7,10 @@ import dataclasses
 import math
 import re
 
+import optuna
+
 from bench.errors import BenchError
+from bench.metrics.settings import MetricSettings
 from bench.registry import PRESETS
 from lae.config import INT32_MAX
 
@@ -42,8 +45,6 @@ def metric_settings(raw: dict, where: str, bad) -> dict:
     """A budget's ``metrics`` preset and ``metric_settings`` overrides (``where``: ``budget.<name>``): the preset
     known, every key a MetricSettings field, every value of its type and range (MetricSettings.validate). Returns the
     overrides, lists as tuples."""
-    from bench.metrics.settings import MetricSettings
-
     preset = raw.get("metrics")
     if preset not in PRESETS:
         raise bad(f"{where}.metrics", f"must name a metric preset ({', '.join(PRESETS)}), got {preset!r}", where)
@@ -84,8 +85,6 @@ def search_space(search: dict, run_fields: set, bad) -> dict:
 
 def pruner(args: dict, bad) -> dict:
     """``[pruner]``: arguments optuna.pruners.MedianPruner accepts (n_startup_trials, n_warmup_steps, ...)."""
-    import optuna
-
     args = table(args, "pruner", bad, "pruner")
     if any(not is_count(v, 0) for v in args.values()):
         key = next(k for k, v in args.items() if not is_count(v, 0))

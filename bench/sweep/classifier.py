@@ -1,11 +1,12 @@
 """One trial of an augmented-classifier sweep (``trial = "classifier"``, bench.sweep.classifier_spec): the frozen DLVM
 (trained once per configuration, cached), the course project's CNN trained on batches augmented with N decoded
-posterior images per image (lae.classifier), its accuracy and robustness (bench.metrics.robustness), and its row.
+posterior images per image (lae.classifier), its accuracy and robustness (bench.metrics.robustness), as an
+Outcome for the row (bench.sweep.rows).
 
 The DLVM cache: ``<results>/dlvm/<model>-<hash>.pt`` (a lae checkpoint, written atomically by
 lae.train.save_checkpoint) beside ``<model>-<hash>.json`` (its training summary and warnings), ``hash`` the first
 16 hex digits of the SHA-256 of its RunConfig (data_dir and device left out: where the data lie and what runs it do
-not change the model) and CACHE_FORMAT. Under an flock on ``<model>-<hash>.pt.flock`` (bench.sweep.journal.FileLock,
+not change the model) and CACHE_FORMAT. Under an flock on ``<model>-<hash>.pt.flock`` (bench.sweep.durability.FileLock,
 released by the kernel if its holder dies) the first trial that needs it trains and saves it, and every other trial
 (any worker on this machine, any later run) waits and loads it: one DLVM per family and seed, trained once. Every
 trial, the one that trained it included, uses the model loaded back from the file, so the rows do not depend on
@@ -21,21 +22,19 @@ import hashlib
 import json
 import math
 import os
-import socket
 import time
 import warnings
 from pathlib import Path
 
 from bench.metrics.robustness import classifier_metrics
 from bench.registry import METRICS
-from bench.results import store
-from bench.sweep.classifier_spec import AXIS, NONE, classifier_config
-from bench.sweep.journal import FileLock
-from bench.sweep.provenance import provenance
-from bench.sweep.trial import identity, reason
+from bench.sweep.classifier_spec import NONE, classifier_config
+from bench.sweep.durability import FileLock
+from bench.sweep.rows import Outcome, reason, warning_lines
 from lae import data as data_lib
 from lae.classifier import IMAGE_SIDE, ClassifierError, dlvm_sampler, train_classifier
 from lae.config import RunConfig
+from lae.train import DivergenceError, fit, load_checkpoint, resolve_device, save_checkpoint
 from lae.utils import atomic_write_text
 
 CACHE_FORMAT = 1
@@ -58,8 +57,6 @@ def dlvm_path(results: str | os.PathLike, config: RunConfig) -> Path:
 def cached_dlvm(config: RunConfig, dataset: data_lib.Dataset, results: str | os.PathLike):
     """The DLVM of `config` from the cache, trained and saved first if absent (under its lock). -> (model in eval
     mode with frozen parameters, its summary: val_loss, accept, seconds, warnings; "trained" or "cache")."""
-    from lae.train import fit, load_checkpoint, save_checkpoint
-
     path = dlvm_path(results, config)
     summary = path.with_suffix(".json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +69,7 @@ def cached_dlvm(config: RunConfig, dataset: data_lib.Dataset, results: str | os.
                 warnings.simplefilter("always")
                 result = fit(config, dataset)
             save_checkpoint(result, path)
-            info = {
-                **result.summary(),
-                "warnings": list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in seen)),
-            }
+            info = {**result.summary(), "warnings": warning_lines(seen)}
             atomic_write_text(summary, json.dumps(info, indent=1) + "\n")  # after the checkpoint: both or retrain
             source = "trained"
         model, _ = load_checkpoint(path, config.device)
@@ -95,17 +89,14 @@ def classifier_images(config: RunConfig) -> data_lib.Dataset:
     return _IMAGES[key]
 
 
-def run_classifier_trial(spec, budget, point, config: RunConfig, dataset, settings, trial, job) -> tuple[dict, float]:
-    """Train (the DLVM if needed, then the CNN), attack and build one row. -> (row, objective: the test error
-    1 - clf_test_acc, None when the trial did not complete). dataset: the DLVM's (config's) data."""
-    import torch
-
-    from lae.train import DivergenceError, resolve_device
-
+def run_classifier_trial(plan, point, config: RunConfig, dataset, trial) -> Outcome:
+    """Train (the DLVM if needed, then the CNN) and attack. The objective: the test error 1 - clf_test_acc.
+    dataset: the DLVM's (config's) data."""
     n = int(point.axis_value)
-    clf = classifier_config(spec, budget, n, config.seed)
-    row = {name: math.nan for name in (*CLF_METRICS, "eval_seconds")}
-    status, error, value, info, source, trained = "complete", None, None, {}, None, None
+    clf = classifier_config(plan.spec, plan.budget, n, config.seed)
+    metrics = {name: math.nan for name in (*CLF_METRICS, "eval_seconds")}
+    outcome = Outcome(config=_config_columns(config, n), metrics=metrics)
+    info, source, trained = {}, None, None
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         try:
@@ -116,32 +107,37 @@ def run_classifier_trial(spec, budget, point, config: RunConfig, dataset, settin
                 )
             sampler = None
             if n > 0:
-                model, info, source = cached_dlvm(config, dataset, job.results)
+                model, info, source = cached_dlvm(config, dataset, plan.results)
                 sampler = dlvm_sampler(model, config.preprocessing != "8bit", config.seed + SAMPLER_SEED_OFFSET)
             trained = train_classifier(clf, images.train, sampler, device)
             t0 = time.perf_counter()
-            row.update(classifier_metrics(trained.net, images.test, settings, seed=config.seed))
-            row["eval_seconds"] = time.perf_counter() - t0
-            value = 1.0 - row["clf_test_acc"]
+            metrics.update(classifier_metrics(trained.net, images.test, plan.settings, seed=config.seed))
+            metrics["eval_seconds"] = time.perf_counter() - t0
+            outcome.value = 1.0 - metrics["clf_test_acc"]
         except DivergenceError as exc:
-            status, error = "fail", f"diverged: DLVM: {exc}"
+            outcome.status, outcome.error = "fail", f"diverged: DLVM: {exc}"
         except Exception as exc:  # one failed trial must not stop the sweep
-            status, error = "fail", reason(exc)
-    texts = list(dict.fromkeys([*info.get("warnings", []), *(f"{w.category.__name__}: {w.message}" for w in seen)]))
+            outcome.status, outcome.error = "fail", reason(exc)
+    outcome.warnings = list(dict.fromkeys([*info.get("warnings", []), *warning_lines(seen)]))
+    outcome.columns = _training_columns(config, n, clf, (info, source), trained)
+    return outcome
+
+
+def _config_columns(config: RunConfig, n: int) -> dict:
+    """The RunConfig columns; without a DLVM (N = 0) only the data's are kept, the others empty."""
     cfg = {k: v for k, v in config.to_dict().items() if k != "data_dir"}
-    if n == 0:  # no DLVM: its columns stay empty, the data's are kept
+    if n == 0:
         cfg = {k: (v if k in ("dataset", "seed", "train_size", "val_size", "device") else None) for k, v in cfg.items()}
-    row.update(cfg)
-    row.update(
-        **identity(spec, budget, point, trial),
+    return cfg
+
+
+def _training_columns(config: RunConfig, n: int, clf, dlvm: tuple, trained) -> dict:
+    """The DLVM's and the CNN's training figures. dlvm: (the cached DLVM's summary, "trained" | "cache" | None)."""
+    info, source = dlvm
+    return dict(
         model=NONE if n == 0 else config.model,
-        axis=AXIS,
-        axis_value=float(n),
         n_augment=n,
         likelihood=config.likelihood if n > 0 else None,
-        status=status,
-        error=error,
-        warnings="; ".join(texts) or None,
         val_loss=float(info["val_loss"][-1]) if info else math.nan,  # the DLVM's, nats per image
         mh_accept=float(info["accept"][-1]) if info and info["accept"][-1] is not None else math.nan,
         dlvm_seconds=float(info["train_seconds"]) if info else math.nan,
@@ -154,23 +150,5 @@ def run_classifier_trial(spec, budget, point, config: RunConfig, dataset, settin
         clf_train_loss=trained.train_loss[-1] if trained is not None else math.nan,
         train_seconds=trained.seconds if trained is not None else math.nan,  # the CNN's, the sampler's included
         epochs_run=clf.epochs if trained is not None else 0,
-        threads=torch.get_num_threads(),
-        storage=store.redact_url(job.storage_url),
-        worker=f"{socket.gethostname()}:{os.getpid()}/{job.worker}",
-        **provenance(),
-    )
-    row["decoder_depth"] = config.dec_depth if n > 0 else None
-    return row, value
-
-
-def progress_line(spec, row: dict, n_done: int, total: int, worker: int) -> str:
-    """``[<sweep> <done>/<total>] <point> seed=<seed>: <status>, test acc ..., PGD 0.1 ..., DLVM ..., times``."""
-    head = f"[{spec.name} {n_done}/{total}] {row['point']} seed={row['seed']}: {row['status']}"
-    tail = f" (worker {worker})" + (f"; {row['warnings']}" if row.get("warnings") else "")
-    if row["status"] == "fail":
-        return f"{head} ({row['error']}){tail}"
-    dlvm = f", DLVM {row['dlvm_source']}" if row.get("dlvm_source") else ""
-    return (
-        f"{head}, test acc {row['clf_test_acc']:.4f}, PGD eps 0.1 {row.get('clf_acc_pgd_0.1', math.nan):.3f}{dlvm}, "
-        f"{row['train_seconds']:.1f} s train + {row['eval_seconds']:.1f} s eval{tail}"
+        decoder_depth=config.dec_depth if n > 0 else None,
     )

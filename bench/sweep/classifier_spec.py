@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from bench.metrics.settings import MetricSettings
 from bench.registry import CLF_EPS
 from bench.sweep import checks
 from lae.classifier import ClassifierConfig, ClassifierError
@@ -77,8 +78,6 @@ def validate(spec, bad) -> None:
     """A classifier spec's own checks (spec: a bench.sweep.spec.Spec): 28 x 28 data, DLVM entries without an axis,
     N non-negative integers, attack radii among bench.registry.CLF_EPS, and each LAE DLVM trained at the CNN's batch
     size (ALD's step size is tied to the batch it samples). ``bad(key, why, table)``: the one-line error."""
-    from bench.metrics.settings import MetricSettings
-
     if spec.trial != "classifier":
         return
     if spec.dataset not in DATASETS:

@@ -7,7 +7,11 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
-from bench.sweep.paths import project_root
+import numpy
+import optuna
+import torch
+
+from bench.sweep.spec import project_root
 
 _PROVENANCE: dict = {}
 
@@ -44,10 +48,6 @@ def machine() -> str:
 def provenance() -> dict:
     """The row's provenance columns: git_commit, python/torch/optuna/numpy/lae_bench versions, machine."""
     if not _PROVENANCE:
-        import numpy
-        import optuna
-        import torch
-
         try:
             own = version("lae-bench")
         except PackageNotFoundError:

@@ -5,12 +5,19 @@ and checks every trial's RunConfig, so an invalid value is rejected before anyth
 Spec -> points: a grid sweep varies one LAE field (``axis``) over ``values``; every ``[[models]]`` entry either takes
 the value in one of its fields (``axis = "k"``: IWAE with k = n_chains, the compute-matched baseline) or, without
 ``axis``, is trained once per seed (a flat baseline). A *point* is one (model entry, value) pair, labelled e.g.
-``"lae step_size=0.001"``. A tuning sweep (``kind = "tune"``) searches ``[search]`` instead of a grid."""
+``"lae step_size=0.001"``. A tuning sweep (``kind = "tune"``) searches ``[search]`` instead of a grid.
+
+Where specs live: ``<project root>/sweeps`` (``project_root``), resolved when called, never at import, so a changed
+working directory or ``$LAE_BENCH_ROOT`` is always seen. A bad key's error names its line in the TOML text
+(``spec_error``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +25,6 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.registry import BUDGETS
 from bench.sweep import checks, classifier_spec
-from bench.sweep.paths import find_spec
-from bench.sweep.spec_lines import spec_error
 from lae.config import EPOCHS, ConfigError, RunConfig
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -29,6 +34,82 @@ SPEC_KEYS = set(
 BUDGET_KEYS = {"train_size", "val_size", "epochs", "seeds", "metrics", "metric_settings", "values", "n_trials", "set"}
 BUDGET_KEYS |= {"classifier"}  # trial = "classifier": the CNN's settings for this budget
 MODEL_KEYS = {"model", "label", "axis", "set"}
+
+
+def project_root() -> Path:
+    """The checkout whose sweeps/ and git commit a run uses: $LAE_BENCH_ROOT, else the working directory
+    when it holds sweeps/ (an installed package runs from the checkout, as tox does), else the source tree
+    this module was loaded from."""
+    if os.environ.get("LAE_BENCH_ROOT"):
+        return Path(os.environ["LAE_BENCH_ROOT"]).resolve()
+    if (Path.cwd() / "sweeps").is_dir():
+        return Path.cwd().resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+def sweeps_dir() -> Path:
+    """The directory of the committed sweep specs: ``<project root>/sweeps``."""
+    return project_root() / "sweeps"
+
+
+def spec_names(directory: str | os.PathLike | None = None) -> list[str]:
+    """The sweep names (``<name>.toml`` stems) in ``directory`` (default: sweeps_dir()), sorted."""
+    return sorted(p.stem for p in Path(directory or sweeps_dir()).glob("*.toml"))
+
+
+def find_spec(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """A sweep name (``<directory>/<name>.toml``, default directory sweeps_dir()) or a path to a .toml file."""
+    if name.endswith(".toml") or os.sep in name:
+        path = Path(name)
+        if not path.is_file():
+            raise BenchError(f"sweep spec {path} does not exist")
+        return path
+    directory = Path(directory or sweeps_dir())
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(spec_names(directory))
+        if not known:
+            raise BenchError(
+                f"unknown sweep {name!r}: no sweep specs in {directory}; run from the lae-bench "
+                "checkout or set LAE_BENCH_ROOT to it"
+            )
+        raise BenchError(f"unknown sweep {name!r}; known sweeps: {known}")
+    return path
+
+
+def line_of(text: str, table: str, key: str) -> str:
+    """' (line N)' of ``key = ...`` inside ``[table]`` (or at the top level), '' when not found."""
+    lines, inside = text.splitlines(), table == ""
+    for i, line in enumerate(lines, 1):
+        s = line.strip()
+        if s.startswith("["):
+            inside = s.strip("[] ") == table
+        elif inside and re.match(rf"{re.escape(key)}\s*=", s):
+            return f" (line {i})"
+    return ""
+
+
+def spec_error(path: Path, text: str, key: str, why: str, table: str = "") -> BenchError:
+    """``<path> (line N): <key>: <why>``, the line of the key's last dotted part found inside ``[table]`` (an inline
+    table's key: the line of its parent)."""
+    parts = [p.split("[")[0] for p in key.split(".")]
+    where = next((w for part in reversed(parts) if (w := line_of(text, table, part))), "")
+    return BenchError(f"{path}{where}: {key}: {why}")
+
+
+def params_key(params: dict) -> str:
+    """A trial's params as canonical JSON: the grid's bookkeeping key and the row's ``params`` column."""
+    return json.dumps(params, sort_keys=True)
+
+
+def config_key(spec: Spec, budget: Budget, point, seed: int) -> str:
+    """A fingerprint of what a grid trial runs: its RunConfig (but the data directory, and the dataset, which names the
+    study), its axis value, the budget's metric preset and settings, the classifier's settings. A row holds it
+    (``config_key``): a failed row is final only for the configuration that failed."""
+    config = spec.config(point, budget, seed).to_dict()
+    what = {k: v for k, v in config.items() if k not in ("data_dir", "dataset")}
+    blob = [what, point.axis_value, budget.metrics, budget.metric_settings, spec.classifier, budget.classifier]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -130,7 +211,7 @@ class Spec:
 
 
 def load_spec(name: str, sweeps_dir: str | os.PathLike | None = None) -> Spec:
-    """Find (``bench.sweep.paths.find_spec``), parse and validate a spec. Malformed TOML: BenchError with the file,
+    """Find (``find_spec``), parse and validate a spec. Malformed TOML: BenchError with the file,
     line and column; bad keys or values: BenchError naming the file and key (and the line where it can be found)."""
     path = find_spec(name, sweeps_dir)
     try:
