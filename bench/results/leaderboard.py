@@ -267,7 +267,8 @@ def build(
             written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
             written.append(findings.write_csv(found[one], results / "leaderboards" / "findings" / f"{name}.csv"))
             studies[name] = one
-    written.append(write_index(results))
+    if studies:  # nothing built (no readable rows): the command refuses, and no file changes
+        written.append(write_index(results))
     return Built(written, studies)
 
 

@@ -59,7 +59,7 @@ INT_COLUMNS = _columns("schema_version trial threads epochs_run") + _run_fields(
 BOOL_COLUMNS = _run_fields(bool)
 REQUIRED_COLUMNS = (
     _columns("schema_version sweep study trial params")
-    + tuple(f.name for f in dataclasses.fields(RunConfig))
+    + tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "data_dir")  # where the data lie: not a row's
     + _columns("likelihood status error val_loss mh_accept final_step_size phi_msjd train_seconds eval_seconds")
     + _columns("git_commit torch_version optuna_version threads timestamp")
 )
