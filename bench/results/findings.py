@@ -168,20 +168,22 @@ def study_findings(rows: pd.DataFrame) -> list[Finding]:
             error = math.nan
             if metric in ESTIMATED:
                 error = max(estimator_error(ok, ga), estimator_error(ok, gb)) * ESTIMATED[metric](pixels)
-            family.append([metric, ga[1], ga[0], gb[0], gb[1], len(a), len(b), diff, lo, hi, welch_p(a, b), error])
-        for f, adjusted in zip(family, holm([f[10] for f in family])):
-            out.append(_decide(*f[:10], f[10], adjusted, f[11]))
+            p = welch_p(a, b)  # Holm's p and the verdict follow once the whole family is known
+            family.append(Finding(metric, ga[1], ga[0], gb[0], gb[1], len(a), len(b), diff, lo, hi, p, p, error, ""))
+        for f, adjusted in zip(family, holm([f.p for f in family])):
+            out.append(_decided(f._replace(p_holm=adjusted)))
     return out
 
 
-def _decide(metric, value, a, b, b_value, n_a, n_b, diff, lo, hi, p, p_holm, error) -> Finding:
-    if np.isfinite(error) and abs(diff) < ERROR_FACTOR * error:
+def _decided(f: Finding) -> Finding:
+    """f with its verdict: undecided by the estimator-error rule, else by Holm's p (no test with one seed)."""
+    if np.isfinite(f.error) and abs(f.diff) < ERROR_FACTOR * f.error:
         verdict = UNDECIDED
-    elif not np.isfinite(p):
+    elif not np.isfinite(f.p):
         verdict = "one seed: no test"
     else:
-        verdict = "significant" if p_holm < ALPHA else "not significant"
-    return Finding(metric, value, a, b, b_value, n_a, n_b, diff, lo, hi, p, p_holm, error, verdict)
+        verdict = "significant" if f.p_holm < ALPHA else "not significant"
+    return f._replace(verdict=verdict)
 
 
 def with_derived(rows: pd.DataFrame) -> pd.DataFrame:
