@@ -251,6 +251,27 @@ def test_study_params_are_the_grid(tiny_spec, tmp_path):
     assert os.path.exists(tmp_path / "r" / "optuna" / "tiny.journal")
 
 
+def test_a_grown_grid_resumes_and_runs_only_its_new_trials(tiny_spec, tmp_path):
+    """Seeds and a value added to a spec after it ran (issue 23 added seeds 3 and 4): Optuna cannot resume the old
+    study with other choices for `point` and `seed`, so the grid gets its own study in the same journal; the rows keep
+    the study's name, and only the new (point, seed) pairs are trained."""
+    results = tmp_path / "r"
+    sweep.run_sweep(str(tiny_spec(values=(1e-4,), seeds=1)), "smoke", results=results, progress=False)
+    before = store.read_rows(results, "tiny")
+    assert len(before) == 2  # lae at 1e-4 and vae, seed 0
+    grown = tiny_spec(values=(1e-4, 1e-3), seeds=2)
+    sweep.run_sweep(str(grown), "smoke", results=results, progress=False)
+    rows = store.read_rows(results, "tiny")
+    assert sorted(rows["params"]) == sorted(grid_keys(grown))  # 6 rows: every (point, seed) once
+    assert set(rows["study"]) == {"tiny.smoke.digits"}
+    kept = rows.merge(before, on="params", suffixes=("", "_old"))
+    assert len(kept) == 2 and (kept["timestamp"] == kept["timestamp_old"]).all()  # the first two not retrained
+    storage = sweep.open_storage(sweep.default_storage(results, "tiny"))
+    names = optuna.study.get_all_study_names(storage)
+    assert len(names) == 2 and names[0] == "tiny.smoke.digits" and names[1].startswith("tiny.smoke.digits@")
+    assert len(optuna.load_study(study_name=names[1], storage=storage).trials) == 4  # the new trials only
+
+
 def test_reproduce_regenerates_identical_numbers(tiny_spec, tmp_path):
     """Same seeds, machine and thread count: every deterministic metric of a rerun equals the recorded one."""
     spec = tiny_spec(seeds=1)

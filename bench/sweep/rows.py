@@ -51,7 +51,7 @@ def build_row(plan, trial, point, outcome: Outcome, worker: int) -> dict:
     row.update(
         schema_version=store.SCHEMA_VERSION,
         sweep=spec.name,
-        study=trial.study.study_name,
+        study=plan.study,  # not the Optuna study's name, which may be its grid's (bench.sweep.study.grid_study_name)
         budget=plan.budget.name,
         trial=trial.number,
         params=params_key(trial.params),

@@ -53,7 +53,7 @@ def _has_work(plan: TrialPlan) -> bool:
     without starting workers)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_study(plan.spec, plan.budget.name, plan.dataset, durability.open_storage(plan.storage))
-    ledger = Ledger(plan.spec, plan.budget, study, plan.results)
+    ledger = Ledger(plan.spec, plan.budget, plan.study, study, plan.results)
     durability.reap_stale(study, ledger.stored())
     now = ledger.standing()
     return bool(now.remaining or now.live)
@@ -135,7 +135,7 @@ def summarize(
     try:
         storage_obj = durability.open_storage(storage, repair=False)
         study = create_study(spec, budget, dataset, storage_obj)
-        now = Ledger(spec, spec.budget(budget), study, results).standing()
+        now = Ledger(spec, spec.budget(budget), study_name(spec, budget, dataset), study, results).standing()
         counts = count_trials(study)
     except BenchError:
         raise
@@ -143,7 +143,7 @@ def summarize(
         raise BenchError(f"cannot read the study {study_name(spec, budget, dataset)}: {describe(exc)}") from None
     return {
         "sweep": spec.name,
-        "study": study.study_name,
+        "study": study_name(spec, budget, dataset),
         "storage": store.redact_url(storage),
         "seconds": seconds,
         "trials": counts,

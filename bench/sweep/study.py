@@ -13,6 +13,8 @@ even when the study (the journal) is gone. A tuning sweep counts Optuna's finish
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import NamedTuple
 
 import optuna
@@ -38,21 +40,38 @@ def grid_sampler(search_space: dict, seed: int = 0):
     return GridSampler(search_space, seed=seed)
 
 
+def grid_study_name(name: str, space: dict, storage) -> str:
+    """The Optuna study that holds a grid's trials in ``storage``: ``name``, unless a study of that name holds trials
+    over another grid. Optuna fixes a parameter's choices within a study, so a grid whose points or seeds changed (a
+    model or seeds added to the spec) cannot resume the study made with the old one: it gets its own study,
+    ``<name>@<first 8 hex digits of the grid's hash>``, in the same storage. The rows keep ``name`` (their study and
+    directory), and a grid point with a row counts as done whichever Optuna study ran it, so nothing is retrained."""
+    if name not in optuna.study.get_all_study_names(storage):
+        return name
+    for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+        if any(k in t.distributions and list(t.distributions[k].choices) != v for k, v in space.items()):
+            return f"{name}@{hashlib.sha256(json.dumps(space).encode()).hexdigest()[:8]}"
+    return name
+
+
 def create_study(spec: Spec, budget: str, dataset: str, storage, worker: int = 0):
-    """Create or load the sweep's study: grid (GridSampler over {point} x {seed}, no pruning) or tune (TPE seeded
-    per worker, MedianPruner with the spec's arguments); direction: minimize the validation loss."""
+    """Create or load the sweep's study: grid (GridSampler over {point} x {seed}, no pruning; in the study
+    ``grid_study_name`` picks) or tune (TPE seeded per worker, MedianPruner with the spec's arguments); direction:
+    minimize the validation loss."""
     b = spec.budget(budget)
+    name = study_name(spec, budget, dataset)
     if spec.kind == "grid":
         space = {"point": [p.label for p in spec.points(b)], "seed": list(b.seeds)}
         sampler = grid_sampler(space, seed=spec.sampler_seed)
         pruner = optuna.pruners.NopPruner()
+        name = grid_study_name(name, space, storage)
     else:
         sampler = optuna.samplers.TPESampler(
             seed=spec.sampler_seed + worker, n_startup_trials=int(spec.pruner.get("n_startup_trials", 5))
         )
         pruner = optuna.pruners.MedianPruner(**spec.pruner)
     return optuna.create_study(
-        study_name=study_name(spec, budget, dataset),
+        study_name=name,
         storage=storage,
         sampler=sampler,
         pruner=pruner,
@@ -110,10 +129,12 @@ def grid_keys(spec: Spec, budget: Budget) -> list[str]:
 
 
 class Ledger:
-    """The standing of one study, reading each row file of the store once (``store.stored_params``' cache)."""
+    """The standing of one study, reading each row file of the store once (``store.stored_params``' cache).
+    ``name``: the study's name in the rows (``study_name``); the Optuna study ``study`` may be a grid's own
+    (``grid_study_name``)."""
 
-    def __init__(self, spec: Spec, budget: Budget, study, results):
-        self.spec, self.budget, self.study, self.results = spec, budget, study, results
+    def __init__(self, spec: Spec, budget: Budget, name: str, study, results):
+        self.spec, self.budget, self.name, self.study, self.results = spec, budget, name, study, results
         self.grid = grid_keys(spec, budget) if spec.kind == "grid" else []
         points = spec.points(budget) if spec.kind == "grid" else []
         self.keys = {params_key({"point": p.label, "seed": s}): config_key(spec, budget, p, s) for p in points
@@ -123,7 +144,7 @@ class Ledger:
     def stored(self) -> set[str]:
         """Params keys of the study's readable rows, but a failed row of another configuration than the spec's now
         (its ``config_key``; rows without one are final, as before)."""
-        return store.stored_params(self.results, self.spec.name, self.study.study_name, self._cache, self._final)
+        return store.stored_params(self.results, self.spec.name, self.name, self._cache, self._final)
 
     def _final(self, df):
         if "config_key" not in df.columns:
@@ -138,7 +159,7 @@ class Ledger:
             n = len(c.finished)
             left = max(0, self.budget.n_trials - n - n_live)
             return Standing(c.done, c.live, c.waiting, list(range(left)), self.budget.n_trials, n)
-        bad = store.quarantined_trials(self.results, self.spec.name, self.study.study_name)
+        bad = store.quarantined_trials(self.results, self.spec.name, self.name)
         elsewhere = {
             params_key(t.params)
             for t in c.finished

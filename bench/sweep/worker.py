@@ -52,7 +52,7 @@ def run_worker(plan: TrialPlan, worker: int = 0) -> int:
     storage = durability.open_storage(plan.storage)  # a torn journal (a sibling killed mid-write): repaired here
     durability.clear_leftovers(plan.results)  # what killed writers left
     study = create_study(plan.spec, plan.budget.name, plan.dataset, storage, worker)
-    ledger = Ledger(plan.spec, plan.budget, study, plan.results)
+    ledger = Ledger(plan.spec, plan.budget, plan.study, study, plan.results)
     rng = random.Random(f"{HOSTNAME}:{os.getpid()}:{time.time()}")
     datasets: dict = {}  # (dataset, preprocessing, train_size, val_size) -> Dataset, loaded once per process
     n_run = 0
