@@ -86,6 +86,17 @@ def test_the_pages_embed_findings_between_markers(tmp_path):
     assert "*Bad findings comment: a block needs sweep=.*" in text
 
 
+def test_against_keeps_the_control_comparisons_and_holm_still_counts_the_whole_family(tmp_path):
+    groups = {("lae", 1e-4): [-100.0, -100.2, -99.9], ("vae", None): [-101.2, -101.0, -101.4]}
+    write_rows(tmp_path, {**groups, ("frozen", None): [-100.1, -100.4, -100.0]})
+    page = tmp_path / "README.md"
+    page.write_text("<!-- findings sweep=toy metrics=test_loglik_ais against=frozen -->\n<!-- end findings -->\n")
+    experiments.fill(tmp_path)
+    text = page.read_text()
+    assert "| 0.0001 | lae | frozen | 3 vs 3 |" in text and "| lae | vae |" not in text
+    assert "1 comparisons, Holm over all 2 of this study" in text
+
+
 def test_a_metric_that_fewer_seeds_have_shows_its_own_n(tmp_path):
     write_rows(tmp_path, {("lae", 1e-4): [-100.0, -100.2]}, seeds=(0, 1), extra={("lae", 1e-4): {"gen_fd": 50.0}})
     write_rows(tmp_path, {("lae", 1e-4): [-99.9]}, seeds=(2,))  # an older row without gen_fd

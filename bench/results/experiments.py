@@ -24,7 +24,8 @@ rule and the replication on the other dataset) are embedded the same way,
     <!-- end findings -->
 
 with `metrics=` (optional: default all the study has), `values=` (the swept values kept; comparisons without one are
-always kept) and `dataset=` (the sweep's study on that dataset; default: its leaderboard's).
+always kept), `against=` (the compared-with variants kept, e.g. `against=frozen,map`: LAE against its controls) and
+`dataset=` (the sweep's study on that dataset; default: its leaderboard's).
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def render_findings(results: Path, args: dict[str, str]) -> str:
     values = [float(v) for v in args["values"].split(",")] if "values" in args else None
     axis = rows.loc[rows["study"] == study, "axis"].iloc[0]
     head = f"Findings of study `{study}` (all of them: `results/leaderboards/`, section Findings)."
-    body = findings.lines(found, axis, leaderboard.fmt_axis, args["metrics"].split(","), values)
+    against = args["against"].split(",") if "against" in args else None
+    body = findings.lines(found, axis, leaderboard.fmt_axis, args["metrics"].split(","), values, against)
     return "\n".join([head, "", *body]).rstrip("\n") + "\n"
 
 

@@ -264,14 +264,19 @@ def section(found: list[Finding], axis: str, fmt_axis) -> list[str]:
     ]
 
 
-def lines(found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None = None, values=None) -> list[str]:
-    """The findings as markdown: per metric a summary line and a table (one row per comparison)."""
+def lines(
+    found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None = None, values=None, against=None
+) -> list[str]:
+    """The findings as markdown: per metric a summary line and a table (one row per comparison). metrics, values,
+    against: keep only those metrics, swept values (comparisons without one are kept) and compared-with variants (the
+    summary line still counts the study's whole family, over which Holm's p is adjusted)."""
     if not found:
         return ["No comparison (fewer than two groups with complete rows)."]
     out = []
     keep = [m for m in METRICS_COMPARED if metrics is None or m in metrics]
     for metric in keep:
         kept = [f for f in found if values is None or pd.isna(f.axis_value) or f.axis_value in values]
+        kept = [f for f in kept if against is None or f.b in against]
         mine = [f for f in kept if f.metric == metric]
         if not mine:
             continue
