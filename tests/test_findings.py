@@ -122,3 +122,10 @@ def test_replication_says_replicates_reversed_or_not():
     level = [one(0.1, "not significant")]
     assert findings.replicate(level, level, "x")[0].replication == "x: +0.1, not significant; neither significant"
     assert findings.replicate(mine, [one(1.0, "significant")._replace(b="iwae")], "x")[0].replication == ""
+
+
+def test_page_cells_keep_three_significant_digits_below_one_hundredth():
+    # an adapted ALD step (4.46e-07) is not "0.000"; larger values keep fixed decimals
+    assert experiments.cell(4.46e-07, 2.2e-07, percent=False) == "4.46e-07 ± 2.2e-07"
+    assert experiments.cell(0.495, 0.0066, percent=False) == "0.495 ± 0.007"
+    assert experiments.cell(-112.73, 0.61, percent=False) == "-112.73 ± 0.61"

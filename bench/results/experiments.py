@@ -73,6 +73,8 @@ def cell(mean: float, ci: float, percent: bool, digits: int | None = None) -> st
     if mean is None or not np.isfinite(mean):
         return "—"
     k = 100.0 if percent else 1.0
+    if digits is None and 0 < abs(k * mean) < 1e-2:  # a step size of 4e-07: three significant digits, not 0.000
+        return f"{k * mean:.3g}" + (f" ± {k * ci:.2g}" if ci is not None and np.isfinite(ci) else "")
     digits = digits if digits is not None else 2 if percent or abs(mean) >= 1 else 3
     text = f"{k * mean:.{digits}f}"
     return text + (f" ± {k * ci:.{digits}f}" if ci is not None and np.isfinite(ci) else "")
