@@ -94,7 +94,38 @@ def test_against_keeps_the_control_comparisons_and_holm_still_counts_the_whole_f
     experiments.fill(tmp_path)
     text = page.read_text()
     assert "| 0.0001 | lae | frozen | 3 vs 3 |" in text and "| lae | vae |" not in text
-    assert "1 comparisons, Holm over all 2 of this study" in text
+    assert "1 comparisons, Holm over all 2 of this study's comparisons of LAE" in text
+
+
+def test_the_controls_against_the_baselines_are_their_own_holm_family(tmp_path):
+    # frozen is level with LAE and 1 nat above the VAE: "is LAE's lead over the VAE the autoencoder's?" is answered by
+    # frozen against vae, in a family of its own, so LAE's two comparisons keep Holm over 2, not 3
+    write_rows(
+        tmp_path,
+        {
+            ("lae", 1e-4): [-100.0, -100.2, -99.9],
+            ("vae", None): [-101.2, -101.0, -101.4],
+            ("frozen", None): [-100.1, -100.4, -100.0],
+        },
+    )
+    found = [f for f in findings.study_findings(store.read_rows(tmp_path, "toy")) if f.metric == "test_loglik_ais"]
+    assert {(f.a, f.b, f.family) for f in found} == {
+        ("lae", "vae", "lae"),
+        ("lae", "frozen", "lae"),
+        ("frozen", "vae", "controls"),
+    }
+    lae_vae = next(f for f in found if f.b == "vae" and f.a == "lae")
+    assert lae_vae.p_holm == pytest.approx(2 * lae_vae.p)  # the smaller of LAE's two p, times 2 (not 3)
+    control = next(f for f in found if f.family == "controls")
+    assert control.p_holm == pytest.approx(control.p) and control.diff == pytest.approx(1.0333, abs=1e-3)
+    assert control.verdict == "significant"
+    page = tmp_path / "README.md"
+    marker = "<!-- findings sweep=toy metrics=test_loglik_ais family=controls -->"
+    page.write_text(marker + "\n<!-- end findings -->\n")
+    experiments.fill(tmp_path)
+    text = page.read_text()
+    assert "| frozen | vae | 3 vs 3 | +1.03" in text and "| lae |" not in text
+    assert "1 comparisons, Holm over all 1 of this study's comparisons of the controls with the baselines" in text
 
 
 def test_a_metric_that_fewer_seeds_have_shows_its_own_n(tmp_path):

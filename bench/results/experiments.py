@@ -25,7 +25,9 @@ rule and the replication on the other dataset) are embedded the same way,
 
 with `metrics=` (optional: default all the study has), `values=` (the swept values kept; comparisons without one are
 always kept), `against=` (the compared-with variants kept, e.g. `against=frozen,map`: LAE against its controls) and
-`dataset=` (the sweep's study on that dataset; default: its leaderboard's).
+`models=` (the comparing variants kept), `family=` (the Holm family shown: `lae`, the default, LAE's comparisons;
+`controls`, LAE's controls against the baselines; `all`) and `dataset=` (the sweep's study on that dataset; default:
+its leaderboard's).
 """
 
 from __future__ import annotations
@@ -147,11 +149,17 @@ def render_findings(results: Path, args: dict[str, str]) -> str:
     if study is None:
         return f"*No rows yet: run `python -m bench sweep {sweep} --budget default --workers 2`.*\n"
     found = findings.sweep_findings(rows, [study])[study]
-    values = [float(v) for v in args["values"].split(",")] if "values" in args else None
     axis = rows.loc[rows["study"] == study, "axis"].iloc[0]
     head = f"Findings of study `{study}` (all of them: `results/leaderboards/`, section Findings)."
-    against = args["against"].split(",") if "against" in args else None
-    body = findings.lines(found, axis, leaderboard.fmt_axis, args["metrics"].split(","), values, against)
+    words = {key: args[key].split(",") for key in ("metrics", "values", "against", "models") if key in args}
+    keep = findings.Selection(
+        metrics=words.get("metrics"),
+        values=[float(v) for v in words["values"]] if "values" in words else None,
+        against=words.get("against"),
+        models=words.get("models"),
+        family=None if args.get("family") == "all" else args.get("family", "lae"),
+    )
+    body = findings.lines(found, axis, leaderboard.fmt_axis, keep)
     return "\n".join([head, "", *body]).rstrip("\n") + "\n"
 
 

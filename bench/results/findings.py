@@ -1,14 +1,19 @@
 """Findings: every comparison a study makes, tested, corrected for multiplicity and checked against estimator error.
 
-Which comparisons (per study, per metric of ``METRICS_COMPARED`` that its complete rows have):
-- each LAE group (variant, swept value) against every other family's group at the same swept value or without one
-  (the baselines trained once per seed, and the controls, whatever their family: ``frozen``, ``map``, ...);
-- each pair of LAE variants at the same swept value (``lae mh`` against ``lae no mh`` at one step size);
-- in the augmented-classifier study, every group against the plain CNN (variant ``none``).
+Which comparisons (per study, per metric of ``METRICS_COMPARED`` that its complete rows have), in two families:
+- ``lae``, the study's question:
+  - each LAE group (variant, swept value) against every other family's group at the same swept value or without one
+    (the baselines trained once per seed, and LAE's controls ``frozen`` and ``map``);
+  - each pair of LAE variants at the same swept value (``lae mh`` against ``lae no mh`` at one step size);
+  - in the augmented-classifier study, every group against the plain CNN (variant ``none``);
+- ``controls``: each of LAE's no-sampling controls (``CONTROL_FAMILIES``: the families whose config is a
+  lae.controls.ControlConfig) against every baseline group at the same swept value or without one: whether what LAE
+  gains over the VAE family the autoencoder it also is gains too.
 
 For each: the difference of the means (a - b, in the metric's unit), its 95% interval (Welch-Satterthwaite degrees of
-freedom), Welch's two-sided p, and Holm's adjusted p over the study's *family*, all comparisons of one metric in that
-study. "significant" only where the adjusted p is below ``ALPHA``.
+freedom), Welch's two-sided p, and Holm's adjusted p over its *family*: all comparisons of one metric and one family
+in that study (a second question does not weaken the first's tests). "significant" only where the adjusted p is
+below ``ALPHA``.
 
 Estimator error (likelihood metrics estimated by AIS, ``ESTIMATED``): per group the larger of |mean IS - mean AIS| and
 the mean BDMC gap (nats per image, converted to the metric's unit); a comparison whose |difference| is less than
@@ -30,6 +35,8 @@ import pandas as pd
 
 from bench.registry import METRICS, PIXELS
 from bench.results.verdict import ALPHA, welch_p
+from lae.controls import ControlConfig
+from lae.families import FAMILIES
 from lae.utils import atomic_write_text
 
 # The metrics compared, in this order (those a study has): the headline likelihood first.
@@ -55,6 +62,8 @@ ERROR_FACTOR = 4.0
 ESTIMATOR_COLUMNS = ("test_loglik_ais", "test_loglik_is", "bdmc_gap")  # AIS, IS, BDMC gap: nats per image
 CONTROL_VARIANTS = ("none",)  # every group is compared with these (the augmented classifier's plain CNN)
 UNDECIDED = "undecided: estimator error"
+CONTROL_FAMILIES = tuple(name for name, family in FAMILIES.items() if issubclass(family.config, ControlConfig))
+FAMILY_TEXT = {"lae": "comparisons of LAE", "controls": "comparisons of the controls with the baselines"}
 
 
 class Finding(NamedTuple):
@@ -73,6 +82,7 @@ class Finding(NamedTuple):
     error: float  # the larger estimator error of the two groups, in the metric's unit (nan: not estimated)
     verdict: str  # "significant" | "not significant" | UNDECIDED | "one seed: no test"
     replication: str = ""  # the same comparison on another dataset ("" where there is none)
+    family: str = "lae"  # the Holm family (FAMILY_TEXT): "lae" or "controls"
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -111,8 +121,9 @@ def _same(a: float, b: float) -> bool:
     return (pd.isna(a) and pd.isna(b)) or a == b
 
 
-def pairs(rows: pd.DataFrame) -> list[tuple[tuple[str, float], tuple[str, float]]]:
-    """The compared groups ((variant, value), (variant, value)) of one study, in the module docstring's rules."""
+def pairs(rows: pd.DataFrame) -> list[tuple[tuple[str, float], tuple[str, float], str]]:
+    """The compared groups ((variant, value), (variant, value), family) of one study, in the module docstring's
+    rules."""
     g = _groups(rows)
     out = []
     lae = g[g["model"] == "lae"].sort_values(["variant", "axis_value"])
@@ -120,15 +131,21 @@ def pairs(rows: pd.DataFrame) -> list[tuple[tuple[str, float], tuple[str, float]
     for _, a in lae.iterrows():
         for _, b in others.iterrows():
             if _same(a["axis_value"], b["axis_value"]) or pd.isna(b["axis_value"]) or b["variant"] in CONTROL_VARIANTS:
-                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"])))
+                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"]), "lae"))
         for _, b in lae.iterrows():
             later = b["variant"] > a["variant"]
             if later and _same(a["axis_value"], b["axis_value"]):
-                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"])))
+                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"]), "lae"))
     for _, a in others.iterrows():  # the other families against the controls (the augmented classifier's VAE)
         for _, b in g[g["variant"].isin(CONTROL_VARIANTS)].iterrows():
             if a["variant"] not in CONTROL_VARIANTS:
-                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"])))
+                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"]), "lae"))
+    controls = others[others["model"].isin(CONTROL_FAMILIES)].sort_values(["variant", "axis_value"])
+    baselines = others[~others["model"].isin(CONTROL_FAMILIES) & ~others["variant"].isin(CONTROL_VARIANTS)]
+    for _, a in controls.iterrows():
+        for _, b in baselines.iterrows():
+            if _same(a["axis_value"], b["axis_value"]) or pd.isna(b["axis_value"]):
+                out.append(((a["variant"], a["axis_value"]), (b["variant"], b["axis_value"]), "controls"))
     return out
 
 
@@ -147,7 +164,7 @@ def estimator_error(ok: pd.DataFrame, group: tuple[str, float]) -> float:
 
 
 def study_findings(rows: pd.DataFrame) -> list[Finding]:
-    """The findings of one study's rows (module docstring), metric by metric, Holm over each metric's family."""
+    """The findings of one study's rows (module docstring), metric by metric, Holm over each metric's families."""
     ok = rows[rows["status"] == "complete"]
     if ok.empty:
         return []
@@ -158,8 +175,8 @@ def study_findings(rows: pd.DataFrame) -> list[Finding]:
     for metric in METRICS_COMPARED:
         if metric not in ok or not np.isfinite(ok[metric].astype(float)).any():
             continue
-        family = []
-        for ga, gb in compared:
+        families: dict[str, list[Finding]] = {}
+        for ga, gb, name in compared:
             a, b = _values(ok, ga, metric), _values(ok, gb, metric)
             if not len(a) or not len(b):
                 continue
@@ -169,9 +186,11 @@ def study_findings(rows: pd.DataFrame) -> list[Finding]:
             if metric in ESTIMATED:
                 error = max(estimator_error(ok, ga), estimator_error(ok, gb)) * ESTIMATED[metric](pixels)
             p = welch_p(a, b)  # Holm's p and the verdict follow once the whole family is known
-            family.append(Finding(metric, ga[1], ga[0], gb[0], gb[1], len(a), len(b), diff, lo, hi, p, p, error, ""))
-        for f, adjusted in zip(family, holm([f.p for f in family])):
-            out.append(_decided(f._replace(p_holm=adjusted)))
+            f = Finding(metric, ga[1], ga[0], gb[0], gb[1], len(a), len(b), diff, lo, hi, p, p, error, "", family=name)
+            families.setdefault(name, []).append(f)
+        for family in families.values():
+            for f, adjusted in zip(family, holm([f.p for f in family])):
+                out.append(_decided(f._replace(p_holm=adjusted)))
     return out
 
 
@@ -199,7 +218,7 @@ def with_derived(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _key(f: Finding) -> tuple:
-    return (f.metric, -math.inf if pd.isna(f.axis_value) else f.axis_value, f.a, f.b)
+    return (f.metric, -math.inf if pd.isna(f.axis_value) else f.axis_value, f.a, f.b, f.family)
 
 
 def replicate(mine: list[Finding], theirs: list[Finding], dataset: str) -> list[Finding]:
@@ -256,7 +275,8 @@ def section(found: list[Finding], axis: str, fmt_axis) -> list[str]:
         "",
         "Every comparison of this study (bench.results.findings): difference of the means (the model minus the one it "
         "is compared with), its 95% interval (Welch), Welch's p and Holm's adjusted p over the study's comparisons of "
-        "the metric; **significant** only where the adjusted p is below 0.05. A likelihood difference under "
+        "the metric in its family (LAE against every group; LAE's controls against the baselines); **significant** "
+        "only where the adjusted p is below 0.05. A likelihood difference under "
         f"{ERROR_FACTOR:g} times the larger estimator error of its two groups (the larger of |IS - AIS| and the BDMC "
         "gap) is undecided.",
         "",
@@ -264,28 +284,42 @@ def section(found: list[Finding], axis: str, fmt_axis) -> list[str]:
     ]
 
 
-def lines(
-    found: list[Finding], axis: str, fmt_axis, metrics: list[str] | None = None, values=None, against=None
-) -> list[str]:
-    """The findings as markdown: per metric a summary line and a table (one row per comparison). metrics, values,
-    against: keep only those metrics, swept values (comparisons without one are kept) and compared-with variants (the
-    summary line still counts the study's whole family, over which Holm's p is adjusted)."""
+class Selection(NamedTuple):
+    """Which findings a page shows (None: all): metrics, swept values (comparisons without one are always kept),
+    compared-with variants (`against`), comparing variants (`models`) and Holm family ("lae" or "controls")."""
+
+    metrics: list[str] | None = None
+    values: list[float] | None = None
+    against: list[str] | None = None
+    models: list[str] | None = None
+    family: str | None = None
+
+
+EVERYTHING = Selection()
+
+
+def lines(found: list[Finding], axis: str, fmt_axis, keep: Selection = EVERYTHING) -> list[str]:
+    """The findings as markdown: per metric a summary line and a table (one row per comparison), those `keep` selects
+    (the summary line still counts each whole family, over which Holm's p is adjusted)."""
     if not found:
         return ["No comparison (fewer than two groups with complete rows)."]
     out = []
-    keep = [m for m in METRICS_COMPARED if metrics is None or m in metrics]
-    for metric in keep:
-        kept = [f for f in found if values is None or pd.isna(f.axis_value) or f.axis_value in values]
-        kept = [f for f in kept if against is None or f.b in against]
+    kept = [f for f in found if keep.values is None or pd.isna(f.axis_value) or f.axis_value in keep.values]
+    kept = [f for f in kept if keep.against is None or f.b in keep.against]
+    kept = [f for f in kept if keep.models is None or f.a in keep.models]
+    kept = [f for f in kept if keep.family is None or f.family == keep.family]
+    for metric in [m for m in METRICS_COMPARED if keep.metrics is None or m in keep.metrics]:
         mine = [f for f in kept if f.metric == metric]
         if not mine:
             continue
         m = METRICS[metric]
         counts = {v: sum(f.verdict == v for f in mine) for v in ("significant", UNDECIDED)}
         direction = {"max": "higher is better", "min": "lower is better"}.get(m.better, "")
+        sizes = {f.family: sum(g.metric == metric and g.family == f.family for g in found) for f in mine}
+        holm_over = "; ".join(f"Holm over all {n} of this study's {FAMILY_TEXT[k]}" for k, n in sizes.items())
         out += [
-            f"**`{metric}`** ({m.unit}, {direction}): {len(mine)} comparisons, Holm over all "
-            f"{sum(f.metric == metric for f in found)} of this study; {counts['significant']} significant"
+            f"**`{metric}`** ({m.unit}, {direction}): {len(mine)} comparisons, {holm_over}; "
+            f"{counts['significant']} significant"
             + (f", {counts[UNDECIDED]} undecided by estimator error" if counts[UNDECIDED] else "")
             + ".",
             "",
