@@ -294,6 +294,15 @@ class Selection(NamedTuple):
     models: list[str] | None = None
     family: str | None = None
 
+    def admits(self, f: Finding) -> bool:
+        """Whether finding f is one this selection keeps (its metric aside: lines() walks the metrics in order)."""
+        return (
+            (self.values is None or pd.isna(f.axis_value) or f.axis_value in self.values)
+            and (self.against is None or f.b in self.against)
+            and (self.models is None or f.a in self.models)
+            and (self.family is None or f.family == self.family)
+        )
+
 
 EVERYTHING = Selection()
 
@@ -304,10 +313,7 @@ def lines(found: list[Finding], axis: str, fmt_axis, keep: Selection = EVERYTHIN
     if not found:
         return ["No comparison (fewer than two groups with complete rows)."]
     out = []
-    kept = [f for f in found if keep.values is None or pd.isna(f.axis_value) or f.axis_value in keep.values]
-    kept = [f for f in kept if keep.against is None or f.b in keep.against]
-    kept = [f for f in kept if keep.models is None or f.a in keep.models]
-    kept = [f for f in kept if keep.family is None or f.family == keep.family]
+    kept = [f for f in found if keep.admits(f)]
     for metric in [m for m in METRICS_COMPARED if keep.metrics is None or m in keep.metrics]:
         mine = [f for f in kept if f.metric == metric]
         if not mine:
