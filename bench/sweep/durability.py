@@ -5,7 +5,7 @@ functions the run loop calls (bench.sweep.worker) without knowing any file:
 - ``clear_leftovers(results)``: the temp row files of writers that died;
 - ``claim_next(study, worker)``: ask for a trial and claim it at once (``asking``, ``claim``);
 - ``Heartbeat(trial)``: beat the claimed trial's heartbeat while it trains;
-- ``reap_stale(study, done)``: fail the trials whose worker died and enqueue their params again;
+- ``reap_stale(study, done, names)``: fail the trials whose worker died and enqueue their whole params again;
 - ``is_stale(trial)``: whether a RUNNING trial's worker is gone (bench.sweep.study's census asks it).
 
 **The journal** (the default storage, Optuna's JournalFileBackend, one JSON record per line).
@@ -436,9 +436,12 @@ def stale_trials(study) -> list:
     return stale
 
 
-def reap_stale(study, done: set | frozenset = frozenset()) -> int:
+def reap_stale(study, done: set | frozenset = frozenset(), names: tuple[str, ...] = ()) -> int:
     """Mark every stale RUNNING trial FAIL with ``lae:stale`` and enqueue its params again (unless they are in
-    ``done``: their row is stored). Returns the trials reaped here."""
+    ``done``: their row is stored), if it had set all of ``names`` (TrialPlan.param_names). A worker killed between
+    two suggestions leaves a trial with part of its params: enqueued, they would make the grid sampler refuse the
+    next ask, and nothing of that trial ran (a grid worker enqueues every unfinished point anyway). Returns the
+    trials reaped here."""
     reaped = 0
     for t in stale_trials(study):
         attrs = t.user_attrs
@@ -457,7 +460,7 @@ def reap_stale(study, done: set | frozenset = frozenset()) -> int:
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
             continue  # another worker reaped it first, and enqueued its rerun
         reaped += 1
-        if t.params and params_key(t.params) not in done:
+        if t.params and set(names) <= t.params.keys() and params_key(t.params) not in done:
             study.enqueue_trial(t.params, user_attrs={RERUN_OF: t.number})
     return reaped
 

@@ -58,6 +58,11 @@ class TrialPlan:
     progress: bool
     first: tuple  # grid point labels or model names, run before the others (bench.sweep.worker.pick)
 
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The params every trial of this sweep sets: a grid's point and seed, or a tuning sweep's searched fields."""
+        return ("point", "seed") if self.spec.kind == "grid" else tuple(self.spec.search)
+
     def trial_config(self, params: dict) -> tuple[Point, RunConfig]:
         """A trial's point and RunConfig from its params: a grid's {point, seed}, or a tuning sweep's searched
         fields (on the spec's one point, at the budget's first seed)."""

@@ -54,7 +54,7 @@ def _has_work(plan: TrialPlan) -> bool:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_study(plan.spec, plan.budget.name, plan.dataset, durability.open_storage(plan.storage))
     ledger = Ledger(plan.spec, plan.budget, plan.study, study, plan.results)
-    durability.reap_stale(study, ledger.stored())
+    durability.reap_stale(study, ledger.stored(), plan.param_names)
     now = ledger.standing()
     return bool(now.remaining or now.live)
 

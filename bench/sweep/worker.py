@@ -77,7 +77,7 @@ def next_trial(plan: TrialPlan, study, ledger: Ledger, worker: int, rng: random.
     """The next claimed trial whose params no other trial has done or runs (module docstring); None when the study
     has nothing left to start and no other live worker runs anything."""
     while True:
-        durability.reap_stale(study, ledger.stored())
+        durability.reap_stale(study, ledger.stored(), plan.param_names)
         now = ledger.standing()
         if not now.remaining and not now.waiting:
             if not now.live:
