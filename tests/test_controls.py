@@ -130,6 +130,9 @@ def test_the_full_data_headline_sweep_is_the_full_budget_with_default_metrics():
     assert (full.epochs, len(full.seeds), full.train_size, full.metrics) == (50, 5, None, "default")
     assert spec.values == (16, 32) and full.values is None
     assert {p.model for p in spec.points(full)} == {"lae", "frozen", "map", "vae", "iwae", "lvae"}
+    # LAE at D = 32 decides a verdict: its AIS escalates as latent_dim's does (issue 23)
+    assert full.metric_settings == load_spec("latent_dim").budget("default").metric_settings
+    assert full.metric_settings["ais_max_intermediate"] == 400
 
 
 def test_the_leaderboard_shows_what_the_chain_did_beside_the_likelihood():
