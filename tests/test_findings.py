@@ -30,6 +30,23 @@ def test_welch_interval_covers_the_difference_with_the_satterthwaite_dof():
     assert findings.welch_interval(a[:1], b) == (math.nan, math.nan) or np.isnan(findings.welch_interval(a[:1], b)[0])
 
 
+def test_two_constant_samples_get_the_exact_permutation_p_not_zero():
+    """A count such as gen_classes can be the same at every seed (10, 10, 10 against 9, 9, 9): Welch's t is then
+    undefined. Its p is the exact randomization p, 2 / C(6, 3) = 0.1 at 3 seeds a side (never significant) and
+    2 / C(10, 5) at 5, not the 0 a t of zero variance gives."""
+    from bench.results.verdict import permutation_p, welch_p
+
+    assert welch_p([10, 10, 10], [9, 9, 9]) == pytest.approx(0.1)
+    assert welch_p([10] * 5, [9] * 5) == pytest.approx(2 / 252)
+    assert welch_p([7, 7, 7], [7, 7, 7]) == 1.0
+    # the permutation p on samples that do vary, counted by hand: of the 20 splits of 1..6 into three and three,
+    # only {1,2,3} and {4,5,6} reach |difference| 3; |difference| 1 is reached by 14 (all but the 6 at 1/3)
+    assert permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert permutation_p([1, 2, 6], [3, 4, 5]) == pytest.approx(14 / 20)
+    # one constant side keeps Welch's test
+    assert 0 < welch_p([10, 10, 10], [8, 9, 7]) < 0.1
+
+
 def test_findings_are_holm_corrected_undecided_under_estimator_error_and_replicated(tmp_path):
     write_rows(
         tmp_path,
