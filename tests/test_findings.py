@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -30,19 +31,31 @@ def test_welch_interval_covers_the_difference_with_the_satterthwaite_dof():
     assert findings.welch_interval(a[:1], b) == (math.nan, math.nan) or np.isnan(findings.welch_interval(a[:1], b)[0])
 
 
+def _permutation_p(a, b):
+    """Fisher's randomization test by enumeration: the share of relabellings whose |mean difference| reaches the
+    observed one."""
+    pooled, observed = np.array(a + b, dtype=float), abs(np.mean(a) - np.mean(b))
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    diffs = [pooled[list(s)].mean() - np.delete(pooled, list(s)).mean() for s in splits]
+    return sum(abs(d) >= observed - 1e-12 for d in diffs) / len(splits)
+
+
 def test_two_constant_samples_get_the_exact_permutation_p_not_zero():
     """A count such as gen_classes can be the same at every seed (10, 10, 10 against 9, 9, 9): Welch's t is then
     undefined. Its p is the exact randomization p, 2 / C(6, 3) = 0.1 at 3 seeds a side (never significant) and
     2 / C(10, 5) at 5, not the 0 a t of zero variance gives."""
-    from bench.results.verdict import permutation_p, welch_p
+    from bench.results.verdict import welch_p
 
     assert welch_p([10, 10, 10], [9, 9, 9]) == pytest.approx(0.1)
     assert welch_p([10] * 5, [9] * 5) == pytest.approx(2 / 252)
     assert welch_p([7, 7, 7], [7, 7, 7]) == 1.0
-    # the permutation p on samples that do vary, counted by hand: of the 20 splits of 1..6 into three and three,
-    # only {1,2,3} and {4,5,6} reach |difference| 3; |difference| 1 is reached by 14 (all but the 6 at 1/3)
-    assert permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
-    assert permutation_p([1, 2, 6], [3, 4, 5]) == pytest.approx(14 / 20)
+    # the closed form is the enumeration's, equal and unequal sizes alike
+    for a, b in [([10] * 3, [9] * 3), ([10] * 5, [9] * 5), ([3] * 4, [8] * 2), ([1] * 2, [0] * 5), ([2] * 3, [2] * 3)]:
+        assert welch_p(a, b) == pytest.approx(_permutation_p(a, b)), (a, b)
+    # the enumeration itself, counted by hand: of the 20 splits of 1..6 into three and three only {1,2,3} and {4,5,6}
+    # reach |difference| 3; |difference| 1 is reached by 14 (all but the 6 at 1/3)
+    assert _permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert _permutation_p([1, 2, 6], [3, 4, 5]) == pytest.approx(14 / 20)
     # one constant side keeps Welch's test
     assert 0 < welch_p([10, 10, 10], [8, 9, 7]) < 0.1
 

@@ -11,7 +11,7 @@ Which comparisons (per study, per metric of ``METRICS_COMPARED`` that its comple
   gains over the VAE family the autoencoder it also is gains too.
 
 For each: the difference of the means (a - b, in the metric's unit), its 95% interval (Welch-Satterthwaite degrees of
-freedom), Welch's two-sided p (the exact permutation p where both groups are constant, ``verdict.welch_p``), and
+freedom), Welch's two-sided p (the exact permutation p where both groups are constant, ``verdict.constant_p``), and
 Holm's adjusted p over its *family*: all comparisons of one metric and one family
 in that study (a second question does not weaken the first's tests). "significant" only where the adjusted p is
 below ``ALPHA``.

@@ -13,7 +13,6 @@ stands, and which likelihoods cannot be trusted to the stated precision.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
@@ -27,33 +26,24 @@ AGREE_TOL = 0.5  # nats per image: |IS - AIS| above this marks a row
 GAP_TOL = 0.5  # nats per image: a BDMC gap above this marks a row
 
 
-def permutation_p(a, b) -> float:
-    """Exact two-sided p of the difference of means under every relabelling of the pooled values (Fisher's
-    randomization test): the share of the C(n_a + n_b, n_a) splits whose |mean difference| reaches the observed one.
-    Used where Welch's t is undefined; its smallest value is 2 / C(n_a + n_b, n_a) (0.1 at 3 seeds a side, 0.0079 at
-    5), which a t statistic of zero variance would report as 0."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    pooled, total = np.concatenate([a, b]), a.sum() + b.sum()
-    observed = abs(a.mean() - b.mean())
-    splits = reached = 0
-    for idx in itertools.combinations(range(len(pooled)), len(a)):
-        s = pooled[list(idx)].sum()
-        diff = s / len(a) - (total - s) / len(b)
-        splits += 1
-        reached += abs(diff) >= observed * (1 - 1e-12)  # ties count: the observed split is one of them
-    return reached / splits
+def constant_p(a, b) -> float:
+    """The exact two-sided permutation p (Fisher's randomization test on the difference of means) of two samples that
+    are each constant, a at x and b at y != x: only the observed split, and its mirror when the sizes are equal, reach
+    |x - y|, so p = (2 if n_a == n_b else 1) / C(n_a + n_b, n_a): 0.1 at 3 seeds a side, 0.0079 at 5. 1 when x == y."""
+    if np.asarray(a, dtype=float)[0] == np.asarray(b, dtype=float)[0]:
+        return 1.0
+    return (2 if len(a) == len(b) else 1) / math.comb(len(a) + len(b), len(a))
 
 
 def welch_p(a, b) -> float:
     """Two-sided p-value of Welch's t-test between two samples; nan with fewer than two values on either side.
     Where both samples are constant (a count such as gen_classes, 10 at every seed against 9) Welch's t is undefined
-    and the exact permutation p (``permutation_p``) stands in: it is not 0, and at 3 seeds a side it cannot be below
-    0.1."""
+    and the exact permutation p (``constant_p``) stands in: it is not 0, and at 3 seeds a side it is 0.1."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return math.nan
     if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
-        return permutation_p(a, b)
+        return constant_p(a, b)
     with warnings.catch_warnings():  # one constant side (gen_classes 7, 7, 7, 7, 7): scipy warns, the p is right
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(ttest_ind(a, b, equal_var=False).pvalue)
