@@ -274,3 +274,21 @@ def test_the_experiments_page_tables_are_filled_from_the_rows_and_its_prose_kept
     assert "| model | step_size | seeds | the paper | test_loglik_ais | test_loglik_ais vs vae |" in text
     assert f"| lae | 0.001 | 3 | -90 | -91.000 ± 2.484 | +8.500 (p {p:.2g}) |" in text
     assert "| vae | — | 3 | -98 ± 1 | -99.500 ± 1.242 | — |" in text
+
+
+def test_the_header_names_every_commit_and_machine_with_its_rows(tmp_path):
+    """A study whose trials ran on two CPUs (rows differ by rounding across CPUs) says so, with counts; a machine
+    every row shares is named alone."""
+    write_rows(tmp_path / "one", {("lae", 1e-4): [-100.0, -100.2, -99.9], ("vae", None): [-101.2, -101.0, -101.4]})
+    leaderboard.build(tmp_path / "one", figures=False)
+    header = (tmp_path / "one" / "leaderboards" / "toy.md").read_text().split("\n## ")[0]
+    assert "Commits: abc (6 rows); 2 thread(s) per trial on x86_64 test; torch 2.13" in header
+    write_rows(
+        tmp_path / "two",
+        {("lae", 1e-4): [-100.0, -100.2, -99.9], ("vae", None): [-101.2, -101.0, -101.4]},
+        extra={("lae", 1e-4): {"git_commit": "def", "machine": "x86_64 other", "threads": 1}},
+    )
+    leaderboard.build(tmp_path / "two", figures=False)
+    header = (tmp_path / "two" / "leaderboards" / "toy.md").read_text().split("\n## ")[0]
+    assert "Commits: def (3 rows), abc (3 rows); 1 (3 rows), 2 (3 rows) thread(s) per trial on " in header
+    assert "x86_64 other (3 rows), x86_64 test (3 rows); torch 2.13" in header

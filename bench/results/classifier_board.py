@@ -116,8 +116,7 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, fo
         f"mean ± 95% CI half-width (t-distribution) over the complete seeds; the course project's number (one run, "
         f"its own protocol: see bench/results/classifier_board.py) in the `course` columns.",
         "",
-        f"Commits: {provenance(rows)}; torch {first['torch_version']}, {int(first['threads'])} thread(s) per trial "
-        f"on {first['machine']}. Trials are named by study, point and seed.",
+        f"Commits: {provenance(rows)}; torch {first['torch_version']}. Trials are named by study, point and seed.",
         "",
         "## Clean accuracy (%) and each augmented point against the plain CNN (N = 0)",
         "",

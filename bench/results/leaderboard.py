@@ -151,8 +151,7 @@ def markdown(
         f"hidden {int(first['hidden'])}, seeds {sorted(int(s) for s in rows['seed'].unique())}. "
         f"{cells}. Swept: `{axis}`; `—` in that column: a baseline without the knob, trained once per seed.",
         "",
-        f"Commits: {provenance(rows)}; torch {first['torch_version']}, optuna {first['optuna_version']}, "
-        f"{int(first['threads'])} thread(s) per trial on {first['machine']}. "
+        f"Commits: {provenance(rows)}; torch {first['torch_version']}, optuna {first['optuna_version']}. "
         "Trials are named by study, point and seed.",
         "",
         f"## Verdict (`{HEADLINE}`, higher is better)",
