@@ -76,10 +76,19 @@ class TrainResult:
         }
 
     def chain_summary(self) -> dict[str, float]:
-        """What the chain did, as result-store columns (bench.registry): final_step_size, LAE's ALD step at the end
-        (adapted with target_accept), and phi_msjd, its last epoch's mean squared jump of Phi per step; nan: none."""
-        step, jump = (self.step_size or [None])[-1], (self.jump or [math.nan])[-1]
-        return {"final_step_size": math.nan if step is None else float(step), "phi_msjd": float(jump)}
+        """What the chain did, as result-store columns (bench.registry): see chain_columns."""
+        return chain_columns(self.step_size, self.jump)
+
+
+def chain_columns(step_size: list | None, jump: list | None) -> dict[str, float]:
+    """final_step_size, LAE's ALD step at the end of training (adapted with target_accept), and phi_msjd, its last
+    epoch's mean squared jump of Phi per step, from the per-epoch lists of a TrainResult or of its summary() (where
+    None stands for nan); nan where there is none (no chain, or not LAE)."""
+    step, moved = (step_size or [None])[-1], (jump or [None])[-1]
+    return {
+        "final_step_size": math.nan if step is None else float(step),
+        "phi_msjd": math.nan if moved is None else float(moved),
+    }
 
 
 def resolve_device(name: str) -> torch.device:

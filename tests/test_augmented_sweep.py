@@ -40,7 +40,9 @@ def test_smoke_sweep_end_to_end_trains_each_dlvm_once(tmp_path):
     for family, g in dlvm.groupby("model"):
         assert sorted(g["dlvm_source"]) == ["cache", "trained"], family  # trained once, reused once
         assert g["dlvm_hash"].nunique() == 1 and g["val_loss"].map(math.isfinite).all()
-    assert dlvm[dlvm["model"] == "lae"]["mh_accept"].between(0, 1).all()
+    lae_rows = dlvm[dlvm["model"] == "lae"]  # what its chain did, as in a latent trial's row
+    assert lae_rows["mh_accept"].between(0, 1).all() and (lae_rows["final_step_size"] > 0).all()
+    assert (lae_rows["phi_msjd"] >= 0).all() and dlvm[dlvm["model"] != "lae"]["phi_msjd"].isna().all()
     assert sorted(p.name for p in (out / "dlvm").glob("*.pt")) == sorted(
         f"{m}-{h}.pt" for m, h in dlvm.groupby("model")["dlvm_hash"].first().items()
     )

@@ -34,7 +34,7 @@ from bench.sweep.rows import Outcome, reason, warning_lines
 from lae import data as data_lib
 from lae.classifier import IMAGE_SIDE, ClassifierError, dlvm_sampler, train_classifier
 from lae.config import RunConfig
-from lae.train import DivergenceError, fit, load_checkpoint, resolve_device, save_checkpoint
+from lae.train import DivergenceError, chain_columns, fit, load_checkpoint, resolve_device, save_checkpoint
 from lae.utils import atomic_write_text
 
 CACHE_FORMAT = 1
@@ -140,6 +140,7 @@ def _training_columns(config: RunConfig, n: int, clf, dlvm: tuple, trained) -> d
         likelihood=config.likelihood if n > 0 else None,
         val_loss=float(info["val_loss"][-1]) if info else math.nan,  # the DLVM's, nats per image
         mh_accept=float(info["accept"][-1]) if info and info["accept"][-1] is not None else math.nan,
+        **chain_columns(info.get("step_size"), info.get("jump")),  # final_step_size, phi_msjd (LAE; else nan)
         dlvm_seconds=float(info["train_seconds"]) if info else math.nan,
         dlvm_hash=dlvm_hash(config) if n > 0 else None,
         dlvm_source=source,
