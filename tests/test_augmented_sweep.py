@@ -48,6 +48,10 @@ def test_smoke_sweep_end_to_end_trains_each_dlvm_once(tmp_path):
     )
     board = (out / "leaderboards" / "augmented_classifier.md").read_text()
     assert "95.66" in board and "70.85" in board  # the course project's Table 7 and Table 8 beside ours
+    cost = board.split("## The DLVMs and the cost")[1].split("\n## ")[0]
+    assert "| MH accept | ALD step at the end | Phi jump per step |" in cost
+    lae_line = next(line for line in cost.splitlines() if line.startswith("| lae | 2 |"))
+    assert float(lae_line.split(" | ")[4]) == pytest.approx(lae_rows["final_step_size"].mean(), rel=1e-2)
     table = pd.read_csv(out / "leaderboards" / "augmented_classifier.csv")
     assert len(table) == 5 and (table["n_seeds"] == 1).all()
     assert (out / "figures" / "augmented_classifier" / "robustness.png").stat().st_size > 1000

@@ -35,7 +35,16 @@ COURSE_PGD = {
     ("vae", 5): {0.01: 90.83, 0.1: 60.89, 0.2: 10.32, 0.3: 0.41},
 }
 ACCURACIES = tuple(m.name for m in METRICS.values() if m.group == "classifier" and m.unit == "fraction")
-OTHERS = ("val_loss", "mh_accept", "dlvm_seconds", "train_seconds", "eval_seconds", "clf_train_loss")
+OTHERS = (
+    "val_loss",
+    "mh_accept",
+    "final_step_size",
+    "phi_msjd",
+    "dlvm_seconds",
+    "train_seconds",
+    "eval_seconds",
+    "clf_train_loss",
+)
 
 
 def is_classifier(rows: pd.DataFrame) -> bool:
@@ -146,10 +155,14 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, fo
         cells = [_pct(r, clf_name(a, e)) for a, e in attacks]
         lines.append(f"| {r['variant']} | {int(r['axis_value'])} | " + " | ".join(cells) + " |")
     lines += ["", "## The DLVMs and the cost", ""]
-    lines += ["| DLVM | N | DLVM val loss (nats) | MH accept | DLVM train (s) | CNN train (s) | attacks (s) |"]
-    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| DLVM | N | DLVM val loss (nats) | MH accept | ALD step at the end | Phi jump per step | DLVM train (s) "
+        "| CNN train (s) | attacks (s) |"
+    ]
+    lines += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    dlvm = ("val_loss", "mh_accept", "final_step_size", "phi_msjd", "dlvm_seconds", "train_seconds")
     for _, r in table.iterrows():
-        cells = [r.get(f"{m}_mean", math.nan) for m in ("val_loss", "mh_accept", "dlvm_seconds", "train_seconds")]
+        cells = [r.get(f"{m}_mean", math.nan) for m in dlvm]
         cells.append(r.get("eval_seconds_mean", math.nan))
         text = " | ".join("—" if not np.isfinite(c) else f"{c:.3g}" if abs(c) < 10 else f"{c:.0f}" for c in cells)
         lines.append(f"| {r['variant']} | {int(r['axis_value'])} | {text} |")
