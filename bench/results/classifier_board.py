@@ -35,16 +35,18 @@ COURSE_PGD = {
     ("vae", 5): {0.01: 90.83, 0.1: 60.89, 0.2: 10.32, 0.3: 0.41},
 }
 ACCURACIES = tuple(m.name for m in METRICS.values() if m.group == "classifier" and m.unit == "fraction")
-OTHERS = (
-    "val_loss",
-    "mh_accept",
-    "final_step_size",
-    "phi_msjd",
-    "dlvm_seconds",
-    "train_seconds",
-    "eval_seconds",
-    "clf_train_loss",
-)
+
+COST_COLUMNS = {  # the DLVMs and the cost table: column -> header
+    "val_loss": "DLVM val loss (nats)",
+    "mh_accept": "MH accept",
+    "final_step_size": "ALD step at the end",
+    "phi_msjd": "Phi jump per step",
+    "dlvm_seconds": "DLVM train (s)",
+    "train_seconds": "CNN train (s)",
+    "eval_seconds": "attacks (s)",
+}
+CHAIN_COLUMNS = ("final_step_size", "phi_msjd")  # LAE's; rows made before they were added (77c725e) lack them
+OTHERS = (*COST_COLUMNS, "clf_train_loss")
 
 
 def is_classifier(rows: pd.DataFrame) -> bool:
@@ -155,15 +157,11 @@ def markdown(sweep: str, study: str, rows: pd.DataFrame, table: pd.DataFrame, fo
         cells = [_pct(r, clf_name(a, e)) for a, e in attacks]
         lines.append(f"| {r['variant']} | {int(r['axis_value'])} | " + " | ".join(cells) + " |")
     lines += ["", "## The DLVMs and the cost", ""]
-    lines += [
-        "| DLVM | N | DLVM val loss (nats) | MH accept | ALD step at the end | Phi jump per step | DLVM train (s) "
-        "| CNN train (s) | attacks (s) |"
-    ]
-    lines += ["|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    dlvm = ("val_loss", "mh_accept", "final_step_size", "phi_msjd", "dlvm_seconds", "train_seconds")
+    shown = [m for m in CHAIN_COLUMNS if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]  # no empty column
+    columns = {m: label for m, label in COST_COLUMNS.items() if m not in CHAIN_COLUMNS or m in shown}
+    lines += ["| DLVM | N | " + " | ".join(columns.values()) + " |", "|---|---:|" + "---:|" * len(columns)]
     for _, r in table.iterrows():
-        cells = [r.get(f"{m}_mean", math.nan) for m in dlvm]
-        cells.append(r.get("eval_seconds_mean", math.nan))
+        cells = [r.get(f"{m}_mean", math.nan) for m in columns]
         text = " | ".join("—" if not np.isfinite(c) else f"{c:.3g}" if abs(c) < 10 else f"{c:.0f}" for c in cells)
         lines.append(f"| {r['variant']} | {int(r['axis_value'])} | {text} |")
     failed = rows[rows["status"] == "fail"]
