@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.results.verdict import GAP_TOL, estimator_flags
+from bench.results.verdict import ERROR_TOL, estimator_flags, group_error
 from lae.estimators import bdmc
 from lae.likelihoods import Bernoulli, DiscretizedLogistic
 from lae.linear_gaussian import LinearGaussian
@@ -61,7 +61,10 @@ def test_the_proposal_start_needs_a_short_path():
 def test_a_deliberately_short_schedule_is_flagged():
     _, model = _model()
     gap = _run(model, 2, "prior", chains=2).gap
-    assert gap > GAP_TOL, gap
+    assert gap > ERROR_TOL, gap
+    trial = pd.DataFrame([{"test_loglik_ais": -20.0, "test_loglik_is": -20.1, "bdmc_gap": gap}])
+    error = group_error(trial)
+    assert error == pytest.approx(gap)  # the gap, not IS - AIS (0.1), bounds this trial's error
     table = pd.DataFrame(
         [
             {
@@ -70,6 +73,7 @@ def test_a_deliberately_short_schedule_is_flagged():
                 "test_loglik_ais_mean": -20.0,
                 "test_loglik_is_mean": -20.1,
                 "bdmc_gap_mean": gap,
+                "estimator_error": error,
             }
         ]
     )

@@ -76,7 +76,8 @@ def test_findings_are_holm_corrected_undecided_under_estimator_error_and_replica
     ahead, level = ll
     assert ahead.verdict == "significant" and ahead.p_holm == pytest.approx(min(1, 2 * ahead.p))
     assert level.verdict == "not significant" and ahead.lo > 0 > level.lo
-    assert ahead.error == pytest.approx(0.1 - 0.1 / 3)  # the larger of |IS - AIS| (0.067) and the BDMC gap (0.05)
+    # per trial the larger of |IS - AIS| (0.1, 0.1, 0.2) and the BDMC gap (0.05), averaged over the group's trials
+    assert ahead.error == pytest.approx(0.4 / 3)
 
     # the same difference, but an AIS whose BDMC gap is 0.5 nats: 1.17 < 4 x 0.5, undecided
     write_rows(
@@ -100,6 +101,20 @@ def test_findings_are_holm_corrected_undecided_under_estimator_error_and_replica
     assert "Commits: abc (" in md
     table = pd.read_csv(tmp_path / "leaderboards" / "findings" / "toy.csv")
     assert set(table["verdict"]) >= {"significant", "not significant"} and "p_holm" in table
+
+
+def test_an_is_above_ais_in_one_seed_and_below_in_another_does_not_cancel_out_of_the_estimator_error(tmp_path):
+    """The group's means of IS and AIS agree here (IS - AIS = +1, -1, 0), yet two of its three trials are 1 nat off:
+    the error is the mean of the trials' bounds (1, 1, and 0.01 from the BDMC gap), so a 2-nat lead (< 4 x 0.67) is
+    undecided, where |mean IS - mean AIS| (0) would have called it significant."""
+    write_rows(tmp_path, {("lae", 1e-4): [-100.0, -100.1, -99.9], ("vae", None): [-102.0, -102.1, -101.9]})
+    rows = store.read_rows(tmp_path, "toy")
+    lae = rows["variant"] == "lae"
+    rows.loc[lae, "test_loglik_is"] = rows.loc[lae, "test_loglik_ais"] + np.array([1.0, -1.0, 0.0])
+    rows["bdmc_gap"] = 0.01
+    (lead,) = [f for f in findings.study_findings(rows) if f.metric == "test_loglik_ais"]
+    assert lead.diff == pytest.approx(2.0) and lead.p < 1e-3
+    assert lead.error == pytest.approx(2.01 / 3) and lead.verdict == findings.UNDECIDED
 
 
 def test_the_pages_embed_findings_between_markers(tmp_path):

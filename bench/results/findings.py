@@ -16,9 +16,11 @@ Holm's adjusted p over its *family*: all comparisons of one metric and one famil
 in that study (a second question does not weaken the first's tests). "significant" only where the adjusted p is
 below ``ALPHA``.
 
-Estimator error (likelihood metrics estimated by AIS, ``ESTIMATED``): per group the larger of |mean IS - mean AIS| and
-the mean BDMC gap (nats per image, converted to the metric's unit); a comparison whose |difference| is less than
-``ERROR_FACTOR`` times the larger error of its two groups is "undecided: estimator error", whatever its p.
+Estimator error (likelihood metrics estimated by AIS, ``ESTIMATED``): per trial the larger of |IS - AIS| and the BDMC
+gap, per group the mean of its trials' (``bench.results.verdict.group_error``); nats per image, converted to the
+metric's unit. A comparison whose
+|difference| is less than ``ERROR_FACTOR`` times the larger error of its two groups is "undecided: estimator error",
+whatever its p.
 
 Replication: where the sweep has the same comparison (metric, swept value, both variants) in a study on another
 dataset at the same budget, the finding gives that difference and verdict, and says whether it replicates (both
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import METRICS, PIXELS
-from bench.results.verdict import ALPHA, welch_p
+from bench.results.verdict import ALPHA, group_error, welch_p
 from lae.controls import ControlConfig
 from lae.families import FAMILIES
 from lae.utils import atomic_write_text
@@ -60,7 +62,6 @@ ESTIMATED = {
     "test_bpd_ais": lambda p: 1.0 / (p * math.log(2)),
 }
 ERROR_FACTOR = 4.0
-ESTIMATOR_COLUMNS = ("test_loglik_ais", "test_loglik_is", "bdmc_gap")  # AIS, IS, BDMC gap: nats per image
 CONTROL_VARIANTS = ("none",)  # every group is compared with these (the augmented classifier's plain CNN)
 UNDECIDED = "undecided: estimator error"
 CONTROL_FAMILIES = tuple(name for name, family in FAMILIES.items() if issubclass(family.config, ControlConfig))
@@ -150,18 +151,21 @@ def pairs(rows: pd.DataFrame) -> list[tuple[tuple[str, float], tuple[str, float]
     return out
 
 
-def _values(ok: pd.DataFrame, group: tuple[str, float], metric: str) -> np.ndarray:
+def _trials(ok: pd.DataFrame, group: tuple[str, float]) -> pd.DataFrame:
+    """The rows of one group: a variant at a swept value (nan: the variant's rows without one)."""
     variant, value = group
     same = ok["axis_value"].isna() if pd.isna(value) else ok["axis_value"] == value
-    v = ok.loc[(ok["variant"] == variant) & same, metric].astype(float).to_numpy()
+    return ok.loc[(ok["variant"] == variant) & same]
+
+
+def _values(ok: pd.DataFrame, group: tuple[str, float], metric: str) -> np.ndarray:
+    v = _trials(ok, group)[metric].astype(float).to_numpy()
     return v[np.isfinite(v)]
 
 
 def estimator_error(ok: pd.DataFrame, group: tuple[str, float]) -> float:
-    """The larger of |mean IS - mean AIS| and the mean BDMC gap of one group, nats per image (nan: neither known)."""
-    ais, is_, gap = (_values(ok, group, m) if m in ok else np.array([]) for m in ESTIMATOR_COLUMNS)
-    parts = ([abs(is_.mean() - ais.mean())] if len(is_) and len(ais) else []) + ([gap.mean()] if len(gap) else [])
-    return max(parts) if parts else math.nan
+    """One group's estimator error, nats per image (bench.results.verdict.group_error)."""
+    return group_error(_trials(ok, group))
 
 
 def study_findings(rows: pd.DataFrame) -> list[Finding]:

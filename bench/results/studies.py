@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.registry import BUDGETS, DATASETS
+from bench.results import store
 from lae.utils import atomic_write_text
 
 BUDGET_RANK = {b: i for i, b in enumerate(reversed(BUDGETS))}  # the largest budget first: full, default, smoke
@@ -60,7 +61,8 @@ def provenance(rows: pd.DataFrame) -> str:
 
 
 def write_index(results: Path) -> Path:
-    """The index page ``<results>/leaderboards/README.md``: one line per sweep table."""
+    """The index page ``<results>/leaderboards/README.md``: one line per sweep table, with where its rows came from
+    (provenance), so that one page says which commits and machines made every published study."""
     out = Path(results) / "leaderboards"
     lines = [
         "# Leaderboards",
@@ -68,18 +70,20 @@ def write_index(results: Path) -> Path:
         "One table per sweep (rebuilt by `python -m bench leaderboard`); the runs and the exact "
         "commands are in [`results/README.md`](../README.md).",
         "",
-        "| sweep | study | trials | table | figures |",
-        "|---|---|---:|---|---|",
+        "| sweep | study | trials | made at (commits; threads; machines) | table | figures |",
+        "|---|---|---:|---|---|---|",
     ]
     for csv in sorted(out.glob("*.csv")):
         table = pd.read_csv(csv)
         if table.empty:
             continue
-        sweep, study = csv.stem, table["study"].iloc[0]
+        board, study = csv.stem, table["study"].iloc[0]
         n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
+        rows = store.read_rows(results, study.split(".")[0], study)  # a study is named <sweep>.<budget>.<dataset>
+        made = provenance(rows) if len(rows) else "no rows"
         lines.append(
-            f"| {sweep} | `{study}` | {n} | [{sweep}.md]({sweep}.md) ([csv]({sweep}.csv)) | "
-            f"[figures](../figures/{sweep}/) |"
+            f"| {board} | `{study}` | {n} | {made} | [{board}.md]({board}.md) ([csv]({board}.csv)) | "
+            f"[figures](../figures/{board}/) |"
         )
     path = out / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
