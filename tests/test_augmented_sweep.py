@@ -54,6 +54,14 @@ def test_smoke_sweep_end_to_end_trains_each_dlvm_once(tmp_path):
     assert float(lae_line.split(" | ")[4]) == pytest.approx(lae_rows["final_step_size"].mean(), rel=1e-2)
     table = pd.read_csv(out / "leaderboards" / "augmented_classifier.csv")
     assert len(table) == 5 and (table["n_seeds"] == 1).all()
+    # by N, the plain CNN first, then the DLVMs by name, whichever trial finished first
+    assert list(zip(table["axis_value"], table["variant"])) == [
+        (0, "none"),
+        (2, "lae"),
+        (2, "vae"),
+        (5, "lae"),
+        (5, "vae"),
+    ]
     assert (out / "figures" / "augmented_classifier" / "robustness.png").stat().st_size > 1000
     again = bench_cli("sweep", "augmented_classifier", "--budget", "smoke", "--results", out)
     assert again.returncode == 0 and " seed=" not in again.stdout  # nothing left to train

@@ -77,7 +77,11 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
                 rec[f"{m}_mean"], rec[f"{m}_ci95"] = mean_ci(ok[m].astype(float))
         out.append(rec)
     table = pd.DataFrame(out)
-    return table.sort_values(["axis_value", "variant"], key=lambda c: c if c.name == "axis_value" else c != "none")
+    # by N, the plain CNN first, then the DLVMs by name: an order that does not depend on which row file came first
+    first = {"none": ""}
+    return table.sort_values(
+        ["axis_value", "variant"], key=lambda c: c if c.name == "axis_value" else c.map(lambda v: first.get(v, v))
+    )
 
 
 def _int(r, column: str) -> str:
