@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget",
         choices=BUDGETS,
         default="smoke",
-        help="smoke: about 30 s (README.md); default: the published leaderboards (results/README.md); full: GPU",
+        help="smoke: 33-42 s for ald_stepsize on 2 cores (README.md); default: the published leaderboards "
+        "(results/README.md); full: GPU",
     )
     parser.add_argument(
         "--storage",
