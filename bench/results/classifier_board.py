@@ -78,9 +78,8 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         out.append(rec)
     table = pd.DataFrame(out)
     # by N, the plain CNN first, then the DLVMs by name: an order that does not depend on which row file came first
-    first = {"none": ""}
     return table.sort_values(
-        ["axis_value", "variant"], key=lambda c: c if c.name == "axis_value" else c.map(lambda v: first.get(v, v))
+        ["axis_value", "variant"], key=lambda c: c if c.name == "axis_value" else c.replace("none", "")
     )
 
 

@@ -18,9 +18,8 @@ below ``ALPHA``.
 
 Estimator error (likelihood metrics estimated by AIS, ``ESTIMATED``): per trial the larger of |IS - AIS| and the BDMC
 gap, per group the mean of its trials' (``bench.results.verdict.group_error``); nats per image, converted to the
-metric's unit. A comparison whose
-|difference| is less than ``ERROR_FACTOR`` times the larger error of its two groups is "undecided: estimator error",
-whatever its p.
+metric's unit. A comparison whose |difference| is less than ``ERROR_FACTOR`` times the larger error of its two groups
+is "undecided: estimator error", whatever its p.
 
 Replication: where the sweep has the same comparison (metric, swept value, both variants) in a study on another
 dataset at the same budget, the finding gives that difference and verdict, and says whether it replicates (both

@@ -251,7 +251,7 @@ def build(
             sweeps = [study.split(".")[0]]
         else:
             sweeps = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
-    written, studies = [], {}
+    written, studies, made = [], {}, {}
     for sweep in sweeps:
         rows = store.read_rows(results, sweep)
         if rows.empty:
@@ -267,8 +267,9 @@ def build(
             written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
             written.append(findings.write_csv(found[one], results / "leaderboards" / "findings" / f"{name}.csv"))
             studies[name] = one
+            made[one] = provenance(rows[rows["study"] == one])
     if studies:  # nothing built (no readable rows): the command refuses, and no file changes
-        written.append(write_index(results))
+        written.append(write_index(results, made))
     return Built(written, studies)
 
 

@@ -60,9 +60,11 @@ def provenance(rows: pd.DataFrame) -> str:
     return f"{tally(short)}; {threads} thread(s) per trial on {tally(rows['machine'], bare_if_one=True)}"
 
 
-def write_index(results: Path) -> Path:
+def write_index(results: Path, made: dict[str, str] | None = None) -> Path:
     """The index page ``<results>/leaderboards/README.md``: one line per sweep table, with where its rows came from
-    (provenance), so that one page says which commits and machines made every published study."""
+    (provenance), so that one page says which commits and machines made every published study. ``made``: study ->
+    provenance already known to the caller (the studies it just built); the other studies' rows are read here."""
+    made = dict(made or {})
     out = Path(results) / "leaderboards"
     lines = [
         "# Leaderboards",
@@ -79,10 +81,11 @@ def write_index(results: Path) -> Path:
             continue
         board, study = csv.stem, table["study"].iloc[0]
         n = int(table["n_seeds"].sum() + table["n_failed"].sum() + table["n_pruned"].sum())
-        rows = store.read_rows(results, study.split(".")[0], study)  # a study is named <sweep>.<budget>.<dataset>
-        made = provenance(rows) if len(rows) else "no rows"
+        if study not in made:  # a board built earlier: its rows (a study is named <sweep>.<budget>.<dataset>)
+            rows = store.read_rows(results, study.split(".")[0], study)
+            made[study] = provenance(rows) if len(rows) else "no rows"
         lines.append(
-            f"| {board} | `{study}` | {n} | {made} | [{board}.md]({board}.md) ([csv]({board}.csv)) | "
+            f"| {board} | `{study}` | {n} | {made[study]} | [{board}.md]({board}.md) ([csv]({board}.csv)) | "
             f"[figures](../figures/{board}/) |"
         )
     path = out / "README.md"
