@@ -50,8 +50,9 @@ def _record(benchmark, units: float, key: str) -> None:
 def test_ais_throughput(benchmark, latent_dim):
     model, x = _model("vae", latent_dim), _images()
     gen = torch.Generator().manual_seed(0)
-    k, c, n_leapfrog = 20, estimators.AIS_CHAINS, estimators.AIS_LEAPFROG
-    benchmark.pedantic(lambda: estimators.ais(model, x, k, c, n_leapfrog, generator=gen), rounds=3, warmup_rounds=1)
+    settings = estimators.AISSettings(n_intermediate=20)
+    k, c, n_leapfrog = settings.n_intermediate, settings.n_chains, settings.n_leapfrog
+    benchmark.pedantic(lambda: estimators.ais(model, x, settings, gen), rounds=3, warmup_rounds=1)
     _record(benchmark, k * c * n_leapfrog * len(x), "evals_per_s")
     # the headline default, extrapolated: seconds for 1,000 images
     benchmark.extra_info["ais_default_s_per_1000_images"] = (

@@ -46,6 +46,7 @@ CLOSED_FORM_TOL = 1e-3  # grid vs closed-form log p(x), N(0, I) prior
 ELBO_DRAWS = 200
 IS_SAMPLES, IS_TOL_MEAN, IS_TOL_MAX = 2000, 0.03, 0.15
 AIS_INTERMEDIATE, AIS_CHAINS, AIS_TOL_MEAN, AIS_TOL_ABOVE = 200, 8, 0.1, 0.03
+AIS_SETTINGS = estimators.AISSettings(n_intermediate=AIS_INTERMEDIATE, n_chains=AIS_CHAINS)
 MEAN_Z_MAX = 4.5  # max |sample mean - exact mean| / batch-means standard error over N*D coordinates
 COV_REL_TOL = 0.10  # relative Frobenius error of the pooled posterior covariance
 BATCHES = 16  # batch means of the posterior check: the kept draws cut into this many consecutive blocks
@@ -121,7 +122,7 @@ def run(kind: str, options: dict | None = None, seed: int = 0, device: str = "cp
             f" nats (tolerances {IS_TOL_MEAN}, {IS_TOL_MAX})",
         )
     )
-    est = estimators.ais(model, x, AIS_INTERMEDIATE, AIS_CHAINS, generator=gen).double().cpu()
+    est = estimators.ais(model, x, AIS_SETTINGS, gen).double().cpu()
     gap = (exact.log_marginal - est).mean().item()
     checks.append(
         Check(

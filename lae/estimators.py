@@ -7,8 +7,9 @@ quality.
 
     q = proposals(model, x, gen)                                # built once, shared by IS and AIS
     log_px = importance_sampling(model, x, 1000, gen, proposal=q)
-    log_px = ais(model, x, n_intermediate=100, n_chains=4, generator=gen, proposal=q)
-    result = bdmc(model, 100, n_intermediate=100, n_chains=4, generator=gen)   # result.gap: nats per image
+    settings = AISSettings(n_intermediate=100, n_chains=4)      # one AIS plan, passed to AIS and BDMC alike
+    log_px = ais(model, x, settings, gen, proposal=q)
+    result = bdmc(model, 100, settings, gen)                    # result.gap: nats per image
 
 The proposal is the model's own, `model.proposal(x, generator)` (lae.models, lae.proposals): a Laplace fit at the
 posterior mode, from the VAE family's encoder mean or LAE's ALD samples. A proposal that runs ALD is built on chunks
@@ -99,37 +100,45 @@ def _start(model, x, generator, start, proposal) -> GaussianProposal:
     return proposal if proposal is not None else proposals(model, x, generator)
 
 
+class AISSettings(NamedTuple):
+    """One AIS estimate's plan, built once and passed to `ais`, `bdmc` and `escalating_ais` (which varies only
+    n_intermediate). The defaults are the bench.metrics "full" preset's."""
+
+    n_intermediate: int = AIS_INTERMEDIATE  # distributions strictly between start and posterior, one HMC step each
+    n_chains: int = AIS_CHAINS  # independent AIS runs per image (log-mean-exp over them)
+    n_leapfrog: int = AIS_LEAPFROG  # leapfrog steps per HMC transition
+    step_size: float = AIS_STEP_SIZE  # initial leapfrog step, whitened units; adapted per image unless not adapt
+    start: str = "proposal"  # "proposal" (the model's Laplace fit, or the one passed) or "prior" (N(0, I))
+    batch_size: int = DEFAULT_BATCH  # (sample, image) pairs per decoder call: chunks of batch_size // n_chains images
+    adapt: bool = True  # adapt the leapfrog step per image toward lae.ais.TARGET_ACCEPT
+
+
+DEFAULT_AIS = AISSettings()
+
+
 def ais(
     model,
     x: torch.Tensor,
-    n_intermediate: int = AIS_INTERMEDIATE,
-    n_chains: int = AIS_CHAINS,
-    n_leapfrog: int = AIS_LEAPFROG,
-    step_size: float = AIS_STEP_SIZE,
+    settings: AISSettings = DEFAULT_AIS,
     generator=None,
-    batch_size: int = DEFAULT_BATCH,
-    adapt: bool = True,
+    proposal: GaussianProposal | None = None,
     on_chunk: Callable[[int], None] | None = None,
     diagnostics: dict | None = None,
-    start: str = "proposal",
-    proposal: GaussianProposal | None = None,
 ) -> torch.Tensor:
-    """Forward AIS estimate of log p(x): (N,) nats per image (lae.ais for the algorithm).
-
-    n_intermediate: distributions strictly between the start and the posterior (one HMC transition each);
-    n_chains: independent AIS runs per image (log-mean-exp over them); n_leapfrog: leapfrog steps per transition;
-    step_size: initial leapfrog step in whitened units, adapted per image unless adapt=False; start: "proposal"
-    (the model's, or `proposal` when given) or "prior". Images are processed in chunks of batch_size // n_chains.
-    diagnostics, if given, receives "accept" (mean HMC acceptance) and "step_size" (mean final step)."""
+    """Forward AIS estimate of log p(x) for images x (N, P): (N,) nats per image (lae.ais for the algorithm), as
+    `settings` plans it; with start "proposal", from `proposal` when given, else the model's. on_chunk(n_images)
+    reports progress; diagnostics, if given, receives "accept" (mean HMC acceptance) and "step_size" (mean final
+    step)."""
+    s = settings
     x = x.to(model_device(model))
-    q_all = _start(model, x, generator, start, proposal)
-    betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
-    chunk = max(1, batch_size // n_chains)
+    q_all = _start(model, x, generator, s.start, proposal)
+    betas = ais_lib.sigmoid_schedule(s.n_intermediate).tolist()
+    chunk = max(1, s.batch_size // s.n_chains)
     out, accepts, steps = [], 0.0, 0.0
     for i in range(0, x.shape[0], chunk):
         xb, q = x[i : i + chunk], q_all[i : i + chunk]
-        z, _ = q.sample(n_chains, generator)
-        log_w, info = ais_lib.run(model, xb, q, z, betas, n_leapfrog, step_size, generator, adapt)
+        z, _ = q.sample(s.n_chains, generator)
+        log_w, info = ais_lib.run(model, xb, q, z, betas, s.n_leapfrog, s.step_size, generator, s.adapt)
         out.append(log_mean_exp(log_w, 0))
         accepts += info.accept * xb.shape[0]
         steps += info.step_size.sum().item()
@@ -152,6 +161,15 @@ class Escalated(NamedTuple):
 ESCALATION_FLOOR = 0.5  # nats per image: an error bound below this is small enough whatever the difference
 
 
+class Escalation(NamedTuple):
+    """When `escalating_ais` stops: its error bound below `tolerance` nats per image (`escalation_tolerance`), or
+    the next length past `max_intermediate`; the bound's BDMC part on `bdmc_images` simulated images (0: none)."""
+
+    tolerance: float
+    max_intermediate: int
+    bdmc_images: int
+
+
 def escalation_tolerance(difference: float) -> float:
     """The error bound that decides a difference of `difference` nats: a quarter of it, or ESCALATION_FLOOR."""
     return max(abs(difference) / 4, ESCALATION_FLOOR)
@@ -161,28 +179,26 @@ def escalating_ais(
     model,
     x: torch.Tensor,
     log_is: torch.Tensor | None,
-    tolerance: float,
-    max_intermediate: int,
-    bdmc_images: int,
-    n_intermediate: int = AIS_INTERMEDIATE,
+    escalation: Escalation,
+    settings: AISSettings,
+    generator,
     proposal: GaussianProposal | None = None,
     diagnostics: dict | None = None,
-    **settings,
 ) -> Escalated:
-    """AIS on x (N, P) with n_intermediate, 2 n_intermediate, 4 n_intermediate, ... distributions until the error
-    bound max(|mean log_is - mean AIS|, BDMC gap on bdmc_images simulated images) is below `tolerance` nats per image,
-    or the next length would pass max_intermediate. log_is: (N,) the IS estimate on the same images (None: the BDMC gap
-    alone). settings: those of `ais` (n_chains, n_leapfrog, step_size, generator, batch_size, start), used
-    by BDMC too. Each length's AIS and BDMC are fresh runs (the generator advances)."""
-    history, n = [], n_intermediate
+    """AIS on x (N, P) with settings.n_intermediate, twice, four times, ... as many distributions (the other settings
+    fixed, BDMC's too) until the error bound max(|mean log_is - mean AIS|, BDMC gap) is below escalation.tolerance
+    nats per image, or the next length would pass escalation.max_intermediate. log_is: (N,) the IS estimate on the
+    same images (None: the BDMC gap alone). Each length's AIS and BDMC are fresh runs (the generator advances)."""
+    history, n = [], settings.n_intermediate
     while True:
-        log_px = ais(model, x, n, proposal=proposal, diagnostics=diagnostics, **settings)
-        gap = bdmc(model, bdmc_images, n, **settings).gap if bdmc_images else math.nan
-        parts = [gap] if bdmc_images else []
+        s = settings._replace(n_intermediate=n)
+        log_px = ais(model, x, s, generator, proposal=proposal, diagnostics=diagnostics)
+        gap = bdmc(model, escalation.bdmc_images, s, generator).gap if escalation.bdmc_images else math.nan
+        parts = [gap] if escalation.bdmc_images else []
         parts += [abs(log_is.mean().item() - log_px.mean().item())] if log_is is not None else []
         error = max(parts) if parts else math.nan
         history.append((n, error))
-        if not error >= tolerance or 2 * n > max_intermediate:  # small enough (or unknown), or at the cap
+        if not error >= escalation.tolerance or 2 * n > escalation.max_intermediate:  # small enough, or the cap
             return Escalated(log_px, n, gap, error, tuple(history))
         n *= 2
 
@@ -206,30 +222,21 @@ def simulate(model, n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
     return z, model.likelihood.sample(model.decoder(z), generator)
 
 
-def bdmc(
-    model,
-    n_images: int,
-    n_intermediate: int = AIS_INTERMEDIATE,
-    n_chains: int = AIS_CHAINS,
-    n_leapfrog: int = AIS_LEAPFROG,
-    step_size: float = AIS_STEP_SIZE,
-    generator=None,
-    batch_size: int = DEFAULT_BATCH,
-    start: str = "proposal",
-) -> BDMCResult:
-    """Bidirectional Monte Carlo on n_images simulated from the model: forward AIS (as `ais`, same settings) and
+def bdmc(model, n_images: int, settings: AISSettings = DEFAULT_AIS, generator=None) -> BDMCResult:
+    """Bidirectional Monte Carlo on n_images simulated from the model: forward AIS (as `ais`, the same settings) and
     reverse AIS from the exact posterior sample, every chain of an image starting there. Returns BDMCResult."""
+    s = settings
     z_star, x = simulate(model, n_images, generator)
-    q_all = _start(model, x, generator, start, None)
-    betas = ais_lib.sigmoid_schedule(n_intermediate).tolist()
-    chunk = max(1, batch_size // n_chains)
+    q_all = _start(model, x, generator, s.start, None)
+    betas = ais_lib.sigmoid_schedule(s.n_intermediate).tolist()
+    chunk = max(1, s.batch_size // s.n_chains)
     lower, upper = [], []
     for i in range(0, n_images, chunk):
         xb, q, zb = x[i : i + chunk], q_all[i : i + chunk], z_star[i : i + chunk]
-        z, _ = q.sample(n_chains, generator)
-        log_w, _ = ais_lib.run(model, xb, q, z, betas, n_leapfrog, step_size, generator)
+        z, _ = q.sample(s.n_chains, generator)
+        log_w, _ = ais_lib.run(model, xb, q, z, betas, s.n_leapfrog, s.step_size, generator, s.adapt)
         lower.append(log_mean_exp(log_w, 0))
-        z = zb.expand(n_chains, *zb.shape).clone()
-        log_w, _ = ais_lib.run(model, xb, q, z, betas[::-1], n_leapfrog, step_size, generator)
+        z = zb.expand(s.n_chains, *zb.shape).clone()
+        log_w, _ = ais_lib.run(model, xb, q, z, betas[::-1], s.n_leapfrog, s.step_size, generator, s.adapt)
         upper.append(-log_mean_exp(log_w, 0))
     return BDMCResult(x, torch.cat(lower), torch.cat(upper))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.results.verdict import ERROR_TOL, estimator_flags, group_error
-from lae.estimators import bdmc
+from lae.estimators import AISSettings, bdmc
 from lae.likelihoods import Bernoulli, DiscretizedLogistic
 from lae.linear_gaussian import LinearGaussian
 from lae.proposals import GaussianProposal
@@ -25,15 +25,8 @@ def _model():
 
 
 def _run(model, k, start, seed=5, chains=8):
-    return bdmc(
-        model,
-        N_IMAGES,
-        n_intermediate=k,
-        n_chains=chains,
-        step_size=0.1,
-        start=start,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    settings = AISSettings(n_intermediate=k, n_chains=chains, step_size=0.1, start=start)
+    return bdmc(model, N_IMAGES, settings, torch.Generator().manual_seed(seed))
 
 
 def test_forward_and_reverse_ais_bracket_the_exact_log_marginal_and_the_gap_shrinks():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lae.ais import sigmoid_schedule
-from lae.estimators import ais, escalating_ais, escalation_tolerance, importance_sampling
+from lae.estimators import AISSettings, Escalation, ais, escalating_ais, escalation_tolerance, importance_sampling
 from lae.linear_gaussian import LinearGaussian
 
 N_IMAGES = 32
@@ -59,16 +59,8 @@ def test_ais_from_the_prior_matches_exact_and_improves_with_intermediate_distrib
     model = truth.model("vae")  # AIS from the prior uses only the decoder, which is exactly the truth
     gaps = {}
     for k in (10, 100, 1000):
-        est = ais(
-            model,
-            x,
-            n_intermediate=k,
-            n_chains=16,
-            n_leapfrog=2,
-            step_size=0.1,
-            generator=torch.Generator().manual_seed(3),
-            start="prior",
-        ).double()
+        settings = AISSettings(n_intermediate=k, n_chains=16, n_leapfrog=2, step_size=0.1, start="prior")
+        est = ais(model, x, settings, torch.Generator().manual_seed(3)).double()
         gaps[k] = (exact - est).mean().item()
     # AIS is a stochastic lower bound: the gap shrinks toward 0 from above as the path is refined.
     assert gaps[10] > gaps[100] + 1.0 > gaps[1000] + 1.0, gaps
@@ -79,17 +71,17 @@ def test_escalating_ais_doubles_the_length_until_its_error_bound_is_small_and_th
     truth, x, exact = _hard_case()
     model = _vae_with_exact_marginals(truth)  # its decoder is the truth; its encoder a good IS proposal
     log_is = importance_sampling(model, x, 1000, torch.Generator().manual_seed(2))
-    settings = dict(n_chains=8, n_leapfrog=2, step_size=0.1, start="prior")  # from the prior: a long path is needed
+    settings = AISSettings(10, n_chains=8, n_leapfrog=2, step_size=0.1, start="prior")  # from the prior: a long path
     tol = escalation_tolerance(1.2)  # a 1.2-nat difference to decide: the floor, 0.5 nats, applies
     assert tol == 0.5 and escalation_tolerance(-4.0) == 1.0
-    run = escalating_ais(model, x, log_is, tol, 5000, 16, 10, generator=torch.Generator().manual_seed(3), **settings)
+    run = escalating_ais(model, x, log_is, Escalation(tol, 5000, 16), settings, torch.Generator().manual_seed(3))
     lengths = [n for n, _ in run.history]
     assert lengths == [10 * 2**i for i in range(len(lengths))] and run.n_intermediate == lengths[-1] > 10
     assert run.history[0][1] > tol > run.error == run.history[-1][1]  # the prior path at 10 is far off
     assert all(e >= tol for _, e in run.history[:-1])  # it stopped at the first length under the tolerance
     true_error = (exact - run.log_px.double()).mean().item()
     assert -0.05 < true_error < tol, (true_error, run.history)  # the bound it met holds against the exact value
-    capped = escalating_ais(model, x, log_is, 0.01, 40, 16, 10, generator=torch.Generator().manual_seed(3), **settings)
+    capped = escalating_ais(model, x, log_is, Escalation(0.01, 40, 16), settings, torch.Generator().manual_seed(3))
     assert capped.n_intermediate == 40 and capped.error > 0.01  # at the cap, the error is reported, not hidden
 
 
@@ -111,7 +103,7 @@ def test_ais_and_is_agree_on_a_trained_mnist_vae():
     model.requires_grad_(False)
     gen = torch.Generator().manual_seed(4)
     log_is = importance_sampling(model, ds.test.x, 2000, gen)
-    log_ais = ais(model, ds.test.x, n_intermediate=300, n_chains=8, n_leapfrog=2, generator=gen)
+    log_ais = ais(model, ds.test.x, AISSettings(n_intermediate=300, n_chains=8, n_leapfrog=2), gen)
     diff = (log_ais - log_is).mean().item()
     assert abs(diff) < AGREE_TOL, f"AIS - IS = {diff:.2f} nats per image"
     assert log_is.mean().item() < -50  # a real likelihood of binarized MNIST, not a degenerate value

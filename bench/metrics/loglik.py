@@ -38,31 +38,29 @@ def loglik_metrics(model, config: RunConfig, dataset: Dataset, s: MetricSettings
     log_is = estimators.importance_sampling(
         model, x, s.is_samples, gen, batch_size=s.estimator_batch, on_chunk=bar.update, proposal=q
     )
-    ais = dict(
+    ais = estimators.AISSettings(
         n_intermediate=s.ais_intermediate,
         n_chains=s.ais_chains,
         n_leapfrog=s.ais_leapfrog,
         step_size=s.ais_step_size,
-        generator=gen,
-        batch_size=s.estimator_batch,
         start=s.ais_start,
+        batch_size=s.estimator_batch,
     )
     diag: dict = {}
     run = None  # the escalation's result, when the settings ask for one
     if s.ais_max_intermediate:  # re-measurement: AIS and BDMC lengthened until their error is small enough
-        fixed = {k: v for k, v in ais.items() if k != "n_intermediate"}
-        args = (s.ais_tolerance, s.ais_max_intermediate, s.bdmc_images, s.ais_intermediate, q, diag)
-        run = estimators.escalating_ais(model, x, log_is, *args, **fixed)
+        escalation = estimators.Escalation(s.ais_tolerance, s.ais_max_intermediate, s.bdmc_images)
+        run = estimators.escalating_ais(model, x, log_is, escalation, ais, gen, proposal=q, diagnostics=diag)
         log_ais = run.log_px
     else:
-        log_ais = estimators.ais(model, x, on_chunk=bar.update, diagnostics=diag, proposal=q, **ais)
+        log_ais = estimators.ais(model, x, ais, gen, proposal=q, on_chunk=bar.update, diagnostics=diag)
     with torch.no_grad():
         parts = [model.elbo(xb, gen) for xb in x.split(1000)]
     elbo = float("nan") if parts[0] is None else torch.cat(parts).mean().item()
     if run is not None:
         gap = run.bdmc_gap
     else:
-        gap = estimators.bdmc(model, s.bdmc_images, **ais).gap if s.bdmc_images else float("nan")
+        gap = estimators.bdmc(model, s.bdmc_images, ais, gen).gap if s.bdmc_images else float("nan")
     bar.update(s.bdmc_images)
     bar.close()
 
