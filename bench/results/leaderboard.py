@@ -263,11 +263,11 @@ def build(
         more = other_datasets(rows, shown) if study is None and dataset is None else []
         found = findings.sweep_findings(rows, [shown, *more])
         for one in [shown, *more]:
-            name = board_name(rows, sweep, one)
-            written += _board(results, sweep, one, rows[rows["study"] == one], name, figures, found[one])
+            name, mine = board_name(rows, sweep, one), rows[rows["study"] == one]
+            written += _board(results, sweep, one, mine, name, figures, found[one])
             written.append(findings.write_csv(found[one], results / "leaderboards" / "findings" / f"{name}.csv"))
             studies[name] = one
-            made[one] = provenance(rows[rows["study"] == one])
+            made[one] = provenance(mine)
     if studies:  # nothing built (no readable rows): the command refuses, and no file changes
         written.append(write_index(results, made))
     return Built(written, studies)
